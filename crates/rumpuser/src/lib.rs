@@ -69,3 +69,38 @@ pub fn clock_realtime() -> (i64, u32) {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     (d.as_secs() as i64, d.subsec_nanos())
 }
+
+/// Monotonic time: (seconds, nanoseconds) since an arbitrary start.
+pub fn clock_monotonic() -> (i64, u32) {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as i64, ts.tv_nsec as u32)
+}
+
+/// A host thread started with [`thread_create`].
+pub struct Thread {
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// Start a host thread named `name` running `f`. Errors: EAGAIN when the
+/// host cannot create more threads.
+pub fn thread_create(name: &str, f: impl FnOnce() + Send + 'static) -> RuResult<Thread> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map(|handle| Thread { handle })
+        .map_err(|e| Error(e.raw_os_error().unwrap_or(libc::EAGAIN)))
+}
+
+impl Thread {
+    /// Wait for the thread to finish. EIO if it panicked.
+    pub fn join(self) -> RuResult<()> {
+        self.handle.join().map_err(|_| Error(libc::EIO))
+    }
+
+    /// Has the thread finished?
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
