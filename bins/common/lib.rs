@@ -1,0 +1,1 @@
+//! Shared front-end code of the rumpfs commands (being written).
