@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# scripts/test.sh: every test of rumpfs, as the README's second command.
+#   1. cargo test over the whole workspace (unit, doc and end-to-end FUSE tests;
+#      the FUSE tests need root and /dev/fuse);
+#   2. pjdfstest side by side on the kernel's tmpfs and rump_tmpfs
+#      (scripts/conformance-tmpfs.sh), which fails if rump_tmpfs fails a case
+#      the kernel passes.
+set -eu
+cd "$(dirname "$0")/.."
+cargo build --release --workspace --bins
+cargo test --release --workspace
+if [ "${SKIP_CONFORMANCE:-0}" = 1 ]; then
+    echo "conformance skipped (SKIP_CONFORMANCE=1)"
+else
+    scripts/conformance-tmpfs.sh
+fi
