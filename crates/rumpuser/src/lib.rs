@@ -1,15 +1,92 @@
-//! rumpuser: the host boundary (NetBSD `rumpuser.h`).
+//! rumpuser: the host boundary, modelled on NetBSD's `rumpuser.h`.
 //!
-//! WORK IN PROGRESS: interface skeleton; backends are being filled in.
+//! This is the only crate of rumpfs that talks to the host operating system
+//! for storage, time and threads. Porting rumpfs to another host means
+//! rewriting this crate and nothing else. Every call returns a host errno
+//! ([`Error`], Linux numbering) translated from the host's error in a single
+//! place; rumpkern turns it into its own `Errno`.
+//!
+//! Interface version: [`RUMPUSER_VERSION`] (bumped whenever a call changes).
+//!
+//! # Call table
+//!
+//! ## Block devices (open)
+//!
+//! | call | what it does | errors |
+//! |---|---|---|
+//! | [`open_device`]`(path, &OpenOpts)` | open an image file or raw block device as a [`BlockDevice`] | `ENOENT`, `EACCES`, `EROFS` (read-write open on a read-only host fs), `EISDIR`, `ENOTBLK` (neither regular file nor block device), `EBUSY` (block device in use, e.g. mounted, when opened read-write), any other host `open`/`fstat`/`ioctl` errno |
+//! | [`FileDevice::open`]`(path, &OpenOpts)` | the same, returning the concrete type (effective [`BlkIo`] policy, alignment) | as `open_device` |
+//! | [`BlkIo::parse`]`(s)` | `direct`, `rangesync`, `fsync`, `cached` | `EINVAL` on any other spelling |
+//!
+//! Write-through policies ([`BlkIo`]); the default is [`BlkIo::DEFAULT`]
+//! (`RangeSync` until benchmarks decide otherwise):
+//!
+//! | policy | after each write | `flush()` |
+//! |---|---|---|
+//! | `Direct` | nothing: `O_DIRECT` bypasses the host cache (aligned bounce buffers when the caller's are not aligned; falls back to `RangeSync` with one warning where the host refuses `O_DIRECT`) | `fdatasync` (drive cache) |
+//! | `RangeSync` | `sync_file_range(WAIT_BEFORE\|WRITE\|WAIT_AFTER)` on the written range | `fdatasync` |
+//! | `Fsync` | `fdatasync` | `fsync` |
+//! | `Cached` | nothing: data may sit in the host cache (tests, benchmarks only) | `fsync` |
+//!
+//! ## Block devices (I/O, the [`BlockDevice`] trait)
+//!
+//! All calls take `&self` and may run concurrently. Offsets are bytes.
+//!
+//! | call | what it does | errors |
+//! |---|---|---|
+//! | `read_at(off, buf)` | read exactly `buf.len()` bytes (`pread`, short reads retried) | `EIO` past the end or on a host read error |
+//! | `readv_at(off, bufs)` | read buffers laid end to end, one device request (`preadv`) | as `read_at` |
+//! | `write_at(off, buf)` | write all of `buf` (`pwrite`, short writes retried), then apply the policy | `EROFS` read-only device; `EIO` past the end; `ENOSPC`, `EIO` from the host |
+//! | `writev_at(off, bufs)` | write buffers laid end to end, one device request (`pwritev`) | as `write_at` |
+//! | `flush()` | barrier: every completed write is durable | `EIO` (host write-back error) |
+//! | `size()`, `sector_size()`, `is_read_only()` | geometry: `fstat`/`BLKGETSIZE64`, `BLKSSZGET` (512 for files) | none |
+//!
+//! Devices for tests: [`MemDevice`] (memory), [`FaultDevice`] (wraps any
+//! device: counts requests, fails the Nth read/write with `EIO`, tears a
+//! write, stops persisting after write N).
+//!
+//! ## Clock
+//!
+//! | call | what it does | errors |
+//! |---|---|---|
+//! | [`clock_realtime`]`()` | wall-clock time since the epoch | none |
+//! | [`clock_monotonic`]`()` | monotonic time (`CLOCK_MONOTONIC`) | none |
+//!
+//! ## Threads
+//!
+//! | call | what it does | errors |
+//! |---|---|---|
+//! | [`thread_create`]`(name, f)` | start a named host thread | `EAGAIN` (no more threads) |
+//! | [`Thread::join`]`()` | wait for it to finish | `EIO` if it panicked |
+//! | [`Thread::is_finished`]`()` | has it finished? | none |
 
 use std::fmt;
 
+mod fault;
+mod file;
+mod mem;
+
+pub use fault::FaultDevice;
+pub use file::{open_device, BlkIo, FileDevice, OpenOpts};
+pub use mem::MemDevice;
+
 /// Version of this interface; bumped whenever a call changes.
-pub const RUMPUSER_VERSION: u32 = 1;
+pub const RUMPUSER_VERSION: u32 = 2;
 
 /// A host error, as an errno number (Linux values).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Error(pub i32);
+
+impl Error {
+    /// I/O error.
+    pub const EIO: Error = Error(libc::EIO);
+    /// Read-only device.
+    pub const EROFS: Error = Error(libc::EROFS);
+    /// Invalid argument.
+    pub const EINVAL: Error = Error(libc::EINVAL);
+    /// No such file.
+    pub const ENOENT: Error = Error(libc::ENOENT);
+}
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -27,6 +104,31 @@ impl std::error::Error for Error {}
 
 /// Result of every rumpuser call.
 pub type RuResult<T> = Result<T, Error>;
+
+/// The one place where host errors become rumpuser errors: the host errno
+/// when there is one, otherwise the closest errno for the error kind
+/// (end of file and anything unclassified are `EIO`).
+pub(crate) fn host_error(e: &std::io::Error) -> Error {
+    use std::io::ErrorKind as K;
+    if let Some(n) = e.raw_os_error() {
+        return Error(n);
+    }
+    Error(match e.kind() {
+        K::NotFound => libc::ENOENT,
+        K::PermissionDenied => libc::EACCES,
+        K::InvalidInput | K::InvalidData => libc::EINVAL,
+        K::Unsupported => libc::EOPNOTSUPP,
+        K::OutOfMemory => libc::ENOMEM,
+        K::Interrupted => libc::EINTR,
+        K::WouldBlock => libc::EAGAIN,
+        _ => libc::EIO,
+    })
+}
+
+/// The host errno of the last failed libc call, through [`host_error`].
+pub(crate) fn last_host_error() -> Error {
+    host_error(&std::io::Error::last_os_error())
+}
 
 /// A block device: positional I/O on an image file, a raw device, memory, or
 /// a wrapper around another device. `&self` so reads can run concurrently.
@@ -64,6 +166,15 @@ pub trait BlockDevice: Send + Sync {
     fn is_read_only(&self) -> bool;
 }
 
+/// Is `[off, off + len)` inside a device of `size` bytes? `EIO` if not
+/// (including offset overflow). Shared by every backend.
+pub(crate) fn check_range(off: u64, len: usize, size: u64) -> RuResult<()> {
+    match off.checked_add(len as u64) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::EIO),
+    }
+}
+
 /// Wall-clock time: (seconds, nanoseconds) since the epoch.
 pub fn clock_realtime() -> (i64, u32) {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -90,13 +201,16 @@ pub fn thread_create(name: &str, f: impl FnOnce() + Send + 'static) -> RuResult<
         .name(name.to_string())
         .spawn(f)
         .map(|handle| Thread { handle })
-        .map_err(|e| Error(e.raw_os_error().unwrap_or(libc::EAGAIN)))
+        .map_err(|e| match e.raw_os_error() {
+            Some(_) => host_error(&e),
+            None => Error(libc::EAGAIN),
+        })
 }
 
 impl Thread {
     /// Wait for the thread to finish. EIO if it panicked.
     pub fn join(self) -> RuResult<()> {
-        self.handle.join().map_err(|_| Error(libc::EIO))
+        self.handle.join().map_err(|_| Error::EIO)
     }
 
     /// Has the thread finished?
