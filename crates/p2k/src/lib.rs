@@ -1,1 +1,437 @@
-//! (being written)
+//! p2k: serve any rumpkern mount through FUSE ("puffs to kernel" in NetBSD,
+//! here "FUSE to vnode operations").
+//!
+//! # Reference rule
+//!
+//! The FUSE kernel module names files by *node id*. p2k keeps one node id
+//! per live vnode and one counted [`VnodeRef`](rumpkern::VnodeRef) per node
+//! id, exactly as NetBSD's `lib/libp2k/p2k.c` keeps a vnode referenced from
+//! the moment a node is handed to the kernel until the kernel forgets it:
+//!
+//! * Every reply that hands the kernel an entry counts **one lookup** on that
+//!   node: `lookup`, `create`, `mkdir`, `mknod`, `symlink`, `link`, and each
+//!   `readdirplus` entry other than `.` and `..` (the kernel does not count
+//!   those). The first lookup enters the node with a `VnodeRef`; later ones
+//!   only raise the count. The count is raised *before* the reply is sent.
+//! * `forget` and `batch_forget` lower the count by the number the kernel
+//!   gives; at zero the node leaves the table and its `VnodeRef` is dropped
+//!   (a vrele). That may inactivate the vnode and, for an unlinked file,
+//!   reclaim it: the file's storage is freed only when the kernel has
+//!   forgotten it and no handle holds it.
+//! * Open files and directories (`open`, `create`, `opendir`) hold a second,
+//!   independent `VnodeRef` in the handle table until `release` /
+//!   `releasedir`, so an open-but-unlinked file lives on.
+//! * The root is node id 1. It is entered when the server starts, never
+//!   counted or forgotten, and dropped when the session ends.
+//! * When the session ends (unmount), every remaining handle is closed and
+//!   every node dropped; then the rumpkern mount is synced and unmounted.
+//!
+//! # Node ids and inode numbers
+//!
+//! fuser reports a node's id as its `st_ino`, so p2k uses the inode number
+//! as node id: nothing to translate, and `stat` shows the driver's numbers.
+//! Two exceptions: the root's inode and inode 1 swap places (FUSE requires
+//! the root to be 1; a non-root inode 1, if the driver has one, takes the
+//! root's number, which no other vnode can have), and an inode that would
+//! end up as 0 (an invalid node id) becomes `u64::MAX` ([`fs::ALIAS_ID`]).
+//! The vcache keeps one vnode per inode while it is referenced, so a node id
+//! never names two vnodes at once; the generation number (`Vattr::gen`)
+//! tells the kernel when an inode number was reused.
+//!
+//! # Credentials and permissions
+//!
+//! Each request runs with a [`Cred`](rumpkern::Cred) made of the caller's
+//! uid/gid and its supplementary groups (from `/proc/<pid>/status`). The
+//! permission checks happen in rumpkern's vnode wrappers, so the FUSE mount
+//! is made *without* `default_permissions`. Writes through a handle run with
+//! the opener's credential (NetBSD's `f_cred`). `allow_other` (default when
+//! the server runs as root, see [`P2kOptions`]) lets every user reach the
+//! mount; the per-request credentials then decide.
+//!
+//! # Threads
+//!
+//! fuser 0.18 runs `threads` event loops ([`fuser::Config::n_threads`]),
+//! each reading its own clone of the `/dev/fuse` descriptor
+//! (`FUSE_DEV_IOC_CLONE`, [`fuser::Config::clone_fd`]): requests are
+//! dispatched in parallel and concurrency is limited only by vnode and
+//! buffer locks, never by a lock around the translator. p2k's own tables
+//! are leaf mutexes held for a few instructions.
+//!
+//! # Driver panics
+//!
+//! Every request handler runs its vnode operations inside
+//! `std::panic::catch_unwind`. A panic replies EIO, marks the mount failed
+//! ([`Mount::mark_failed`](rumpkern::Mount::mark_failed): it turns read-only,
+//! so later writes get EROFS), poisons the node(s) the request named (later
+//! requests on them get EIO without reaching the driver; the root is never
+//! poisoned), and logs one error naming the request. The server keeps
+//! answering.
+//!
+//! # Caching
+//!
+//! Only the kernel changes the file system, so its caches stay true:
+//! attribute and entry timeouts (default 1 s, 30 s read-only), negative
+//! entries, `FOPEN_KEEP_CACHE` on files, cached directory listings, big
+//! requests (1 MiB `max_write`, the kernel's maximum readahead),
+//! readdirplus. The capabilities the kernel actually grants at INIT are
+//! logged at info level.
+
+pub mod attr;
+pub mod cred;
+pub mod fs;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use parking_lot::Mutex;
+use rumpkern::Mount;
+
+pub use fs::P2k;
+use fs::{P2kFs, Tunables};
+
+/// Server options (the generic part of a `rump_* -o` list).
+#[derive(Clone, Debug)]
+pub struct P2kOptions {
+    /// Let users other than the server's own reach the mount (`allow_other`).
+    /// Default: on when the server runs as root (rump servers are system
+    /// services; the vnode layer checks every request's credentials), off
+    /// otherwise (the kernel refuses it to ordinary users unless
+    /// `user_allow_other` is in /etc/fuse.conf).
+    pub allow_other: bool,
+    /// How long the kernel may cache attributes. None: 1 s, or 30 s on a
+    /// read-only mount.
+    pub attr_timeout: Option<Duration>,
+    /// How long the kernel may cache names (positive and negative). None:
+    /// as `attr_timeout`.
+    pub entry_timeout: Option<Duration>,
+    /// Trace every request and its result with `log::debug!`.
+    pub debug: bool,
+    /// Worker threads reading `/dev/fuse` (0: the default, [`default_threads`]).
+    pub threads: usize,
+    /// Source shown in /proc/mounts (default: the file system type).
+    pub fsname: Option<String>,
+    /// Subtype shown as `fuse.<subtype>` (default: the file system type).
+    pub subtype: Option<String>,
+    /// Mount read-only (the rumpkern mount is also turned read-only).
+    pub ro: bool,
+}
+
+impl Default for P2kOptions {
+    fn default() -> Self {
+        P2kOptions {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            allow_other: unsafe { libc::geteuid() } == 0,
+            attr_timeout: None,
+            entry_timeout: None,
+            debug: false,
+            threads: 0,
+            fsname: None,
+            subtype: None,
+            ro: false,
+        }
+    }
+}
+
+/// Default number of FUSE worker threads: the number of CPUs, at least 2
+/// and at most 8 (a request blocked on I/O must not stall the others).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
+
+/// Default attribute/entry timeout of a read-write mount.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default attribute/entry timeout of a read-only mount.
+pub const DEFAULT_RO_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn to_io(e: rumpkern::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.0)
+}
+
+/// Unmounts a served mount from any thread (signal handler thread, test,
+/// another process's request).
+#[derive(Clone)]
+pub struct Unmounter {
+    inner: Arc<Mutex<Option<SessionUnmounter>>>,
+    mountpoint: PathBuf,
+}
+
+impl Unmounter {
+    /// Unmount the FUSE mount; the session then ends and the server's
+    /// `run` returns. A busy mount point (open files, a shell's cwd) is
+    /// detached lazily (`MNT_DETACH`): it disappears from the namespace at
+    /// once and the session ends when its last user goes away.
+    pub fn unmount(&self) -> io::Result<()> {
+        let Some(mut u) = self.inner.lock().take() else {
+            return Ok(());
+        };
+        match u.unmount() {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                log::warn!(
+                    "{}: busy; detaching it (the server exits when the last user leaves)",
+                    self.mountpoint.display()
+                );
+                lazy_unmount(&self.mountpoint)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The (canonical) mount point.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+}
+
+fn lazy_unmount(mp: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(mp.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A mounted, initialised FUSE session over a rumpkern mount, not yet
+/// answering requests. Made by [`P2kServer::mount`]; [`P2kServer::run`]
+/// serves it. Splitting the two lets a daemon report "mounted" to its
+/// parent before it starts serving.
+pub struct P2kServer {
+    session: Session<P2kFs>,
+    state: Arc<P2k>,
+    unmounter: Unmounter,
+}
+
+impl P2kServer {
+    /// Mount `mount` on `mountpoint` through `/dev/fuse` and complete the
+    /// INIT handshake: when this returns the mount is live (requests wait
+    /// until [`run`](Self::run) answers them).
+    ///
+    /// Errors: the mount point is missing or not a directory, `/dev/fuse`
+    /// cannot be opened, the mount(2) call fails, the root vnode cannot be
+    /// read.
+    pub fn mount(mount: Arc<Mount>, mountpoint: &Path, opts: &P2kOptions) -> io::Result<P2kServer> {
+        let mountpoint = mountpoint.canonicalize()?;
+        if !mountpoint.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        if opts.ro {
+            mount.set_rdonly();
+        }
+        let ro = opts.ro || mount.is_rdonly();
+        let deflt = if ro {
+            DEFAULT_RO_TIMEOUT
+        } else {
+            DEFAULT_TIMEOUT
+        };
+        let attr_ttl = opts.attr_timeout.unwrap_or(deflt);
+        let tun = Tunables {
+            attr_ttl,
+            entry_ttl: opts.entry_timeout.unwrap_or(attr_ttl),
+            debug: opts.debug,
+        };
+        let state = Arc::new(P2k::new(mount.clone(), tun).map_err(to_io)?);
+
+        let fstype = mount.fstype();
+        let mut mo = vec![
+            MountOption::FSName(opts.fsname.clone().unwrap_or_else(|| fstype.to_string())),
+            MountOption::Subtype(opts.subtype.clone().unwrap_or_else(|| fstype.to_string())),
+            if ro { MountOption::RO } else { MountOption::RW },
+            MountOption::NoDev,
+            MountOption::NoSuid,
+        ];
+        mo.push(MountOption::Async);
+        let mut config = Config::default();
+        config.mount_options = mo;
+        config.acl = if opts.allow_other {
+            SessionACL::All
+        } else {
+            SessionACL::Owner
+        };
+        config.n_threads = Some(if opts.threads == 0 {
+            default_threads()
+        } else {
+            opts.threads
+        });
+        config.clone_fd = true;
+
+        let mut session = Session::new(P2kFs(state.clone()), &mountpoint, &config)?;
+        let unmounter = Unmounter {
+            inner: Arc::new(Mutex::new(Some(session.unmount_callable()))),
+            mountpoint,
+        };
+        log::info!(
+            "serving {} on {} ({}, {} threads, attr/entry timeout {:?}/{:?}{})",
+            fstype,
+            unmounter.mountpoint.display(),
+            if ro { "ro" } else { "rw" },
+            config.n_threads.unwrap_or(1),
+            state_tun(&state).0,
+            state_tun(&state).1,
+            if opts.allow_other {
+                ", allow_other"
+            } else {
+                ""
+            }
+        );
+        Ok(P2kServer {
+            session,
+            state,
+            unmounter,
+        })
+    }
+
+    /// A handle that unmounts this server from another thread.
+    pub fn unmounter(&self) -> Unmounter {
+        self.unmounter.clone()
+    }
+
+    /// The translator state (node and handle counts, the mount).
+    pub fn state(&self) -> &Arc<P2k> {
+        &self.state
+    }
+
+    /// Answer requests until the file system is unmounted (`umount`,
+    /// `fusermount3 -u`, [`Unmounter::unmount`]), then drop every vnode
+    /// reference and sync and unmount the rumpkern mount.
+    ///
+    /// Errors: the FUSE channel failed (other than by unmount), or the
+    /// rumpkern unmount failed (e.g. EIO writing back); a mount that is
+    /// still busy after every reference was dropped is force-unmounted with
+    /// a warning.
+    pub fn run(self) -> io::Result<()> {
+        let P2kServer {
+            session,
+            state,
+            unmounter,
+        } = self;
+        let served = session.run();
+        // The session is over; make sure the kernel side is gone too (it is
+        // when run() ended because of an unmount).
+        let _ = unmounter.inner.lock().take();
+        let r = finish(&state);
+        served.and(r)
+    }
+}
+
+fn state_tun(p: &P2k) -> (Duration, Duration) {
+    p.tunables()
+}
+
+/// Release everything the translator holds, then unmount the rumpkern mount.
+fn finish(state: &P2k) -> io::Result<()> {
+    state.release_all();
+    let mount = state.mount();
+    match mount.unmount(false) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rumpkern::Errno::EBUSY => {
+            let (cached, busy) = mount.vnode_counts();
+            log::warn!("{} mount still has {busy} referenced vnode(s) of {cached} after the session; forcing unmount", mount.fstype());
+            mount.unmount(true).map_err(to_io)
+        }
+        Err(e) => {
+            log::error!("unmounting the {} mount failed: {e}", mount.fstype());
+            Err(to_io(e))
+        }
+    }
+}
+
+/// Serve `mount` on `mountpoint` until it is unmounted; then sync and
+/// unmount the rumpkern mount. Blocks the calling thread.
+pub fn serve(mount: Arc<Mount>, mountpoint: &Path, opts: &P2kOptions) -> io::Result<()> {
+    P2kServer::mount(mount, mountpoint, opts)?.run()
+}
+
+/// A mount served from a background thread (tests, embedding programs).
+/// Dropping it unmounts and waits for the server to finish.
+pub struct P2kSession {
+    thread: Option<JoinHandle<io::Result<()>>>,
+    unmounter: Unmounter,
+    state: Arc<P2k>,
+}
+
+/// Mount and serve in a background thread; returns once the mount is live.
+pub fn spawn(mount: Arc<Mount>, mountpoint: &Path, opts: &P2kOptions) -> io::Result<P2kSession> {
+    let server = P2kServer::mount(mount, mountpoint, opts)?;
+    let unmounter = server.unmounter();
+    let state = server.state().clone();
+    let thread = std::thread::Builder::new()
+        .name("p2k-session".into())
+        .spawn(move || server.run())?;
+    Ok(P2kSession {
+        thread: Some(thread),
+        unmounter,
+        state,
+    })
+}
+
+impl P2kSession {
+    /// The rumpkern mount being served.
+    pub fn mount(&self) -> &Arc<Mount> {
+        self.state.mount()
+    }
+
+    /// The translator state (node/handle counts, panics caught).
+    pub fn state(&self) -> &Arc<P2k> {
+        &self.state
+    }
+
+    /// The mount point.
+    pub fn mountpoint(&self) -> &Path {
+        self.unmounter.mountpoint()
+    }
+
+    /// A handle to unmount from elsewhere.
+    pub fn unmounter(&self) -> Unmounter {
+        self.unmounter.clone()
+    }
+
+    /// Has the server thread finished (e.g. after an external umount)?
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Unmount and wait for the server; returns what the server returned.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.unmount_inner()
+    }
+
+    /// Wait for the server to end by itself (after `umount` from outside).
+    pub fn join(mut self) -> io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("p2k server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+
+    fn unmount_inner(&mut self) -> io::Result<()> {
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        let u = self.unmounter.unmount();
+        let r = t
+            .join()
+            .map_err(|_| io::Error::other("p2k server thread panicked"))?;
+        u.and(r)
+    }
+}
+
+impl Drop for P2kSession {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount_inner() {
+            log::warn!("unmounting {}: {e}", self.unmounter.mountpoint.display());
+        }
+    }
+}

@@ -1,0 +1,1199 @@
+//! The translator proper: fuser's `Filesystem` over a rumpkern mount.
+//!
+//! Every handler has the same shape: take what the request names out of the
+//! node and handle tables (a cloned `VnodeRef`, i.e. one more vref for the
+//! duration of the request), run the vnode operations inside
+//! [`P2k::guarded`] (which catches driver panics), and reply outside it.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+use rumpkern::{
+    amode, ioflag, mode, oflags, Cred, Errno, KResult, Mount, SetAttr, VType, Vattr, VnodeRef,
+};
+
+use crate::attr::{file_attr, file_type, set_time};
+use crate::cred::request_cred;
+
+/// The FUSE node id of the root directory.
+pub const ROOT_ID: u64 = 1;
+
+/// Node id used for a non-root vnode whose inode number cannot be used
+/// directly (inode 0, or inode 1 when the root itself is inode 0).
+pub const ALIAS_ID: u64 = u64::MAX;
+
+/// One node the kernel knows: the reference that keeps the vnode alive and
+/// how many lookups the kernel has counted on it.
+struct Node {
+    vn: VnodeRef,
+    nlookup: u64,
+}
+
+/// One open file or directory.
+struct Handle {
+    vn: VnodeRef,
+    /// Open flags (O_ACCMODE, O_APPEND, O_SYNC, ...).
+    flags: i32,
+    /// Credential of the opener (NetBSD's `f_cred`): writes run with it.
+    cred: Cred,
+}
+
+/// Timeouts and switches of one served mount.
+#[derive(Clone, Debug)]
+pub(crate) struct Tunables {
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+    pub debug: bool,
+}
+
+/// The translator state, shared by every worker thread and kept by the
+/// server after the FUSE session ends so it can drop its references before
+/// unmounting the rumpkern mount.
+///
+/// Locks: `nodes`, `handles` and `poisoned` are leaf mutexes, held only to
+/// read or change the tables. No vnode operation runs and no `VnodeRef` is
+/// dropped while one is held (a last vrele may inactivate a vnode, which
+/// must not happen under our locks).
+pub struct P2k {
+    mount: Arc<Mount>,
+    root_ino: u64,
+    /// Node id → node. The root is entered once with a pinned count.
+    nodes: Mutex<HashMap<u64, Node>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    /// Nodes whose driver state may be damaged by a panic: every later
+    /// request naming them gets EIO.
+    poisoned: Mutex<HashSet<u64>>,
+    panics: AtomicU64,
+    tun: Tunables,
+}
+
+impl fmt::Debug for P2k {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "P2k({} mount, {} nodes, {} handles)",
+            self.mount.fstype(),
+            self.nodes.lock().len(),
+            self.handles.lock().len()
+        )
+    }
+}
+
+fn ferr(e: Errno) -> fuser::Errno {
+    fuser::Errno::from_i32(e.0)
+}
+
+fn name_bytes(name: &OsStr) -> &[u8] {
+    name.as_bytes()
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
+impl P2k {
+    /// Translator state for `mount`: takes a reference on its root.
+    pub(crate) fn new(mount: Arc<Mount>, tun: Tunables) -> KResult<P2k> {
+        let root = mount.root()?;
+        let root_ino = root.ino();
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT_ID,
+            Node {
+                vn: root,
+                nlookup: 1,
+            },
+        );
+        Ok(P2k {
+            mount,
+            root_ino,
+            nodes: Mutex::new(nodes),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            poisoned: Mutex::new(HashSet::new()),
+            panics: AtomicU64::new(0),
+            tun,
+        })
+    }
+
+    /// The rumpkern mount being served.
+    pub fn mount(&self) -> &Arc<Mount> {
+        &self.mount
+    }
+
+    /// Node id of inode `ino`: the inode number itself, except that the
+    /// root's inode and 1 trade places (FUSE's root is always 1) and that
+    /// an inode that would map to 0 uses [`ALIAS_ID`].
+    pub fn nodeid_of(&self, ino: u64) -> u64 {
+        let id = if ino == self.root_ino {
+            ROOT_ID
+        } else if ino == ROOT_ID {
+            self.root_ino
+        } else {
+            ino
+        };
+        if id == 0 {
+            ALIAS_ID
+        } else {
+            id
+        }
+    }
+
+    /// (attribute timeout, entry timeout) in use.
+    pub fn tunables(&self) -> (Duration, Duration) {
+        (self.tun.attr_ttl, self.tun.entry_ttl)
+    }
+
+    /// Nodes the kernel currently holds (root included).
+    pub fn node_count(&self) -> usize {
+        self.nodes.lock().len()
+    }
+
+    /// Open file and directory handles.
+    pub fn handle_count(&self) -> usize {
+        self.handles.lock().len()
+    }
+
+    /// Driver panics caught so far.
+    pub fn panic_count(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Drop every reference the translator holds: close open handles, forget
+    /// every node (the root too). Called once the FUSE session has ended.
+    pub(crate) fn release_all(&self) {
+        let handles: Vec<Handle> = self.handles.lock().drain().map(|(_, h)| h).collect();
+        for h in &handles {
+            let vn = &h.vn;
+            let _ = catch_unwind(AssertUnwindSafe(|| vn.close(h.flags)));
+        }
+        drop(handles);
+        let nodes: Vec<Node> = self.nodes.lock().drain().map(|(_, n)| n).collect();
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(nodes)));
+    }
+
+    fn node(&self, nodeid: INodeNo) -> KResult<VnodeRef> {
+        match self.nodes.lock().get(&nodeid.0) {
+            Some(n) => Ok(n.vn.clone()),
+            None => {
+                log::warn!("request for unknown node id {}", nodeid.0);
+                Err(Errno::ESTALE)
+            }
+        }
+    }
+
+    fn handle(&self, fh: FileHandle) -> KResult<(VnodeRef, i32, Cred)> {
+        match self.handles.lock().get(&fh.0) {
+            Some(h) => Ok((h.vn.clone(), h.flags, h.cred.clone())),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    fn new_handle(&self, vn: VnodeRef, flags: i32, cred: Cred) -> FileHandle {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Handle { vn, flags, cred });
+        FileHandle(fh)
+    }
+
+    fn close_handle(&self, fh: FileHandle) -> KResult<()> {
+        let h = self.handles.lock().remove(&fh.0);
+        match h {
+            Some(h) => h.vn.close(h.flags),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    /// Count one kernel lookup on `vn` and return its node id. Must be called
+    /// before the reply that hands the entry to the kernel is sent.
+    fn remember(&self, vn: VnodeRef) -> u64 {
+        let id = self.nodeid_of(vn.ino());
+        let mut spare = None;
+        {
+            let mut t = self.nodes.lock();
+            match t.entry(id) {
+                Entry::Occupied(mut e) => {
+                    let n = e.get_mut();
+                    if id != ROOT_ID {
+                        n.nlookup += 1;
+                    }
+                    if n.vn != vn {
+                        // Cannot happen while we hold the old vnode (the
+                        // vcache keeps one vnode per inode); keep the new.
+                        log::error!(
+                            "node id {id} now names another vnode ({:?} → {:?})",
+                            n.vn,
+                            vn
+                        );
+                        spare = Some(std::mem::replace(&mut n.vn, vn));
+                    } else {
+                        spare = Some(vn);
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(Node { vn, nlookup: 1 });
+                }
+            }
+        }
+        drop(spare);
+        id
+    }
+
+    /// The kernel dropped `n` lookups of `nodeid`.
+    fn forget_node(&self, nodeid: u64, n: u64) {
+        if nodeid == ROOT_ID {
+            return;
+        }
+        let gone = {
+            let mut t = self.nodes.lock();
+            match t.get_mut(&nodeid) {
+                Some(node) => {
+                    node.nlookup = node.nlookup.saturating_sub(n);
+                    if node.nlookup == 0 {
+                        t.remove(&nodeid)
+                    } else {
+                        None
+                    }
+                }
+                None => {
+                    log::warn!("forget of unknown node id {nodeid}");
+                    None
+                }
+            }
+        };
+        if let Some(node) = gone {
+            // The last vrele may inactivate and reclaim: guard the driver.
+            let _ = self.guarded("forget", &[nodeid], format_args!("{nodeid}"), move || {
+                drop(node);
+                Ok(())
+            });
+        }
+    }
+
+    /// Run driver work `f` for a request of kind `kind` touching `nodes`.
+    ///
+    /// A request on a poisoned node fails with EIO without calling the
+    /// driver. A panic inside `f` is caught: the request gets EIO, the mount
+    /// is marked failed (read-only), the nodes are poisoned (the root
+    /// excepted: poisoning it would end all service) and one error is
+    /// logged naming the request.
+    pub(crate) fn guarded<T>(
+        &self,
+        kind: &'static str,
+        nodes: &[u64],
+        args: fmt::Arguments<'_>,
+        f: impl FnOnce() -> KResult<T>,
+    ) -> KResult<T> {
+        {
+            let p = self.poisoned.lock();
+            if !p.is_empty() && nodes.iter().any(|n| p.contains(n)) {
+                if self.tun.debug {
+                    log::debug!("{kind}({args}) -> EIO (node poisoned by an earlier driver panic)");
+                }
+                return Err(Errno::EIO);
+            }
+        }
+        let r = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => r,
+            Err(payload) => {
+                let n = self.panics.fetch_add(1, Ordering::Relaxed) + 1;
+                self.mount.mark_failed();
+                self.poisoned
+                    .lock()
+                    .extend(nodes.iter().copied().filter(|&id| id != ROOT_ID));
+                log::error!(
+                    "driver panic #{n} in {kind}({args}) on {} mount: {}; replying EIO, node(s) {:?} now fail with EIO, mount is now read-only",
+                    self.mount.fstype(),
+                    panic_message(&*payload),
+                    nodes
+                );
+                Err(Errno::EIO)
+            }
+        };
+        if self.tun.debug {
+            match &r {
+                Ok(_) => log::debug!("{kind}({args}) -> ok"),
+                Err(e) => log::debug!("{kind}({args}) -> {}", e.name()),
+            }
+        }
+        r
+    }
+
+    fn cred(req: &Request) -> Cred {
+        request_cred(req.uid(), req.gid(), req.pid())
+    }
+
+    /// Attributes of `vn` as FUSE wants them.
+    fn attr_of(&self, vn: &VnodeRef) -> KResult<(FileAttr, Vattr)> {
+        let va = vn.getattr()?;
+        Ok((file_attr(&va, self.nodeid_of(vn.ino())), va))
+    }
+
+    /// Hand `vn` to the kernel as a new entry: attributes, then one counted
+    /// lookup.
+    fn entry_of(&self, vn: VnodeRef) -> KResult<(FileAttr, Generation)> {
+        let (attr, va) = self.attr_of(&vn)?;
+        self.remember(vn);
+        Ok((attr, Generation(u64::from(va.gen))))
+    }
+
+    fn reply_entry(&self, reply: ReplyEntry, r: KResult<(FileAttr, Generation)>) {
+        match r {
+            Ok((attr, gen)) => {
+                reply.entry_with_ttls(&self.tun.attr_ttl, &self.tun.entry_ttl, &attr, gen)
+            }
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn reply_empty(reply: ReplyEmpty, r: KResult<()>) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn reply_attr(&self, reply: ReplyAttr, r: KResult<FileAttr>) {
+        match r {
+            Ok(a) => reply.attr(&self.tun.attr_ttl, &a),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+}
+
+/// IO_* flags for an open file's O_* flags.
+fn io_flags(open_flags: i32) -> u32 {
+    let mut f = 0;
+    if open_flags & oflags::O_APPEND != 0 {
+        f |= ioflag::IO_APPEND;
+    }
+    if open_flags & oflags::O_SYNC == oflags::O_SYNC {
+        f |= ioflag::IO_SYNC;
+    } else if open_flags & libc::O_DSYNC != 0 {
+        f |= ioflag::IO_DSYNC;
+    }
+    f
+}
+
+/// The fuser `Filesystem`: a thin owner of the shared [`P2k`] state.
+pub(crate) struct P2kFs(pub Arc<P2k>);
+
+/// Capabilities p2k asks for when the kernel offers them.
+const WANTED: &[(InitFlags, &str)] = &[
+    (InitFlags::FUSE_ASYNC_READ, "async reads"),
+    (InitFlags::FUSE_BIG_WRITES, "big writes"),
+    (InitFlags::FUSE_ATOMIC_O_TRUNC, "O_TRUNC handled by open"),
+    (InitFlags::FUSE_DO_READDIRPLUS, "readdirplus"),
+    (InitFlags::FUSE_READDIRPLUS_AUTO, "adaptive readdirplus"),
+    (
+        InitFlags::FUSE_PARALLEL_DIROPS,
+        "parallel lookups/readdir in one directory",
+    ),
+    (InitFlags::FUSE_CACHE_SYMLINKS, "symlink caching"),
+    (InitFlags::FUSE_MAX_PAGES, "max_pages (big requests)"),
+];
+
+const MAX_WRITE: u32 = 1 << 20;
+const MAX_BACKGROUND: u16 = 64;
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Filesystem for P2kFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let offered = config.capabilities();
+        let mut granted = Vec::new();
+        let mut refused = Vec::new();
+        for (flag, what) in WANTED {
+            if config.add_capabilities(*flag).is_ok() {
+                granted.push(*what);
+            } else {
+                refused.push(*what);
+            }
+        }
+        let max_write = match config.set_max_write(MAX_WRITE) {
+            Ok(_) => MAX_WRITE,
+            Err(m) => {
+                let _ = config.set_max_write(m);
+                m
+            }
+        };
+        // Ask for as much readahead as the kernel allows.
+        let readahead = match config.set_max_readahead(u32::MAX) {
+            Ok(_) => u32::MAX,
+            Err(m) => {
+                let _ = config.set_max_readahead(m);
+                m
+            }
+        };
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        log::info!(
+            "FUSE INIT: kernel ABI {:?}, kernel offers {:?}; p2k uses: {}; not offered: {}; max_write {} (kernel may cap to max_pages), max_readahead {}",
+            config.kernel_abi(),
+            offered,
+            granted.join(", "),
+            if refused.is_empty() { "none".to_string() } else { refused.join(", ") },
+            max_write,
+            readahead
+        );
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        log::debug!("FUSE session ended ({:?})", self.0);
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let p = &self.0;
+        let r = p.guarded(
+            "lookup",
+            &[parent.0],
+            format_args!("{}, {:?}", parent.0, name),
+            || {
+                let dvp = p.node(parent)?;
+                match dvp.lookup(name_bytes(name), &P2k::cred(req)) {
+                    Ok(vn) => p.entry_of(vn).map(Some),
+                    // A negative entry the kernel may cache for entry_timeout:
+                    // every change goes through the kernel, so it stays true.
+                    Err(e) if e == Errno::ENOENT => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
+        );
+        match r {
+            Ok(Some(entry)) => p.reply_entry(reply, Ok(entry)),
+            Ok(None) => {
+                let mut neg = file_attr(&empty_vattr(), 0);
+                neg.ino = INodeNo(0);
+                reply.entry_with_ttls(&Duration::ZERO, &p.tun.entry_ttl, &neg, Generation(0));
+            }
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.0.forget_node(ino.0, nlookup);
+    }
+
+    // batch_forget: fuser 0.18 does not export `ForgetOne`, so the trait's
+    // default (one `forget` call per node of the batch) is what runs.
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let p = &self.0;
+        let r = p.guarded("getattr", &[ino.0], format_args!("{}", ino.0), || {
+            let vn = p.node(ino)?;
+            Ok(p.attr_of(&vn)?.0)
+        });
+        p.reply_attr(reply, r);
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let p = &self.0;
+        let sa = SetAttr {
+            mode: mode.map(|m| m & mode::ALLPERMS),
+            uid,
+            gid,
+            size,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
+            ..Default::default()
+        };
+        let r = p.guarded(
+            "setattr",
+            &[ino.0],
+            format_args!("{}, {sa:?}, fh {fh:?}", ino.0),
+            || {
+                let vn = p.node(ino)?;
+                // ftruncate: write permission was checked when the handle was opened.
+                let has_write_fd = match fh {
+                    Some(fh) => p
+                        .handle(fh)
+                        .map(|(_, fl, _)| fl & oflags::O_ACCMODE != oflags::O_RDONLY)
+                        .unwrap_or(false),
+                    None => false,
+                };
+                vn.setattr(&sa, &P2k::cred(req), has_write_fd)?;
+                Ok(p.attr_of(&vn)?.0)
+            },
+        );
+        p.reply_attr(reply, r);
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let p = &self.0;
+        let r = p.guarded("readlink", &[ino.0], format_args!("{}", ino.0), || {
+            p.node(ino)?.readlink()
+        });
+        match r {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "mknod",
+            &[parent.0],
+            format_args!("{}, {name:?}, {mode:o}, rdev {rdev:#x}", parent.0),
+            || {
+                let dvp = p.node(parent)?;
+                let vtype = VType::from_mode(mode).ok_or(Errno::EINVAL)?;
+                let perm = mode & !umask & mode::ALLPERMS;
+                let cred = P2k::cred(req);
+                let vn = match vtype {
+                    VType::Reg => dvp.create(name_bytes(name), perm, &cred)?,
+                    _ => dvp.mknod(name_bytes(name), vtype, perm, u64::from(rdev), &cred)?,
+                };
+                p.entry_of(vn)
+            },
+        );
+        p.reply_entry(reply, r);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "mkdir",
+            &[parent.0],
+            format_args!("{}, {name:?}, {mode:o}", parent.0),
+            || {
+                let dvp = p.node(parent)?;
+                let vn = dvp.mkdir(
+                    name_bytes(name),
+                    mode & !umask & mode::ALLPERMS,
+                    &P2k::cred(req),
+                )?;
+                p.entry_of(vn)
+            },
+        );
+        p.reply_entry(reply, r);
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let p = &self.0;
+        let r = p.guarded(
+            "unlink",
+            &[parent.0],
+            format_args!("{}, {name:?}", parent.0),
+            || p.node(parent)?.remove(name_bytes(name), &P2k::cred(req)),
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let p = &self.0;
+        let r = p.guarded(
+            "rmdir",
+            &[parent.0],
+            format_args!("{}, {name:?}", parent.0),
+            || p.node(parent)?.rmdir(name_bytes(name), &P2k::cred(req)),
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "symlink",
+            &[parent.0],
+            format_args!("{}, {link_name:?} -> {target:?}", parent.0),
+            || {
+                let dvp = p.node(parent)?;
+                let vn = dvp.symlink(
+                    name_bytes(link_name),
+                    target.as_os_str().as_bytes(),
+                    &P2k::cred(req),
+                )?;
+                p.entry_of(vn)
+            },
+        );
+        p.reply_entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "rename",
+            &[parent.0, newparent.0],
+            format_args!(
+                "{}, {name:?} -> {}, {newname:?}, flags {flags:?}",
+                parent.0, newparent.0
+            ),
+            || {
+                // RENAME_NOREPLACE / EXCHANGE / WHITEOUT cannot be done
+                // atomically through VOP_RENAME: refuse rather than ignore.
+                if !flags.is_empty() {
+                    return Err(Errno::EINVAL);
+                }
+                let fdvp = p.node(parent)?;
+                let tdvp = p.node(newparent)?;
+                fdvp.rename(
+                    name_bytes(name),
+                    &tdvp,
+                    name_bytes(newname),
+                    &P2k::cred(req),
+                )
+            },
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "link",
+            &[ino.0, newparent.0],
+            format_args!("{} -> {}, {newname:?}", ino.0, newparent.0),
+            || {
+                let vn = p.node(ino)?;
+                let tdvp = p.node(newparent)?;
+                tdvp.link(&vn, name_bytes(newname), &P2k::cred(req))?;
+                p.entry_of(vn)
+            },
+        );
+        p.reply_entry(reply, r);
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let p = &self.0;
+        let r = p.guarded(
+            "open",
+            &[ino.0],
+            format_args!("{}, flags {:#o}", ino.0, flags.0),
+            || {
+                let vn = p.node(ino)?;
+                let cred = P2k::cred(req);
+                vn.open(flags.0, &cred)?;
+                Ok(p.new_handle(vn, flags.0, cred))
+            },
+        );
+        match r {
+            // Only the kernel changes files, so its page cache stays valid
+            // across opens.
+            Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "create",
+            &[parent.0],
+            format_args!("{}, {name:?}, {mode:o}, flags {flags:#o}", parent.0),
+            || {
+                let dvp = p.node(parent)?;
+                let cred = P2k::cred(req);
+                let perm = mode & !umask & mode::ALLPERMS;
+                let vn = match dvp.create(name_bytes(name), perm, &cred) {
+                    Ok(vn) => {
+                        // The creating open may write whatever the new mode says
+                        // (POSIX; NetBSD vn_open skips VOP_ACCESS after create).
+                        vn.ops().open(&vn, flags & !oflags::O_TRUNC, &cred)?;
+                        vn
+                    }
+                    Err(e) if e == Errno::EEXIST && flags & oflags::O_EXCL == 0 => {
+                        // Lost a race with another creator: open what is there.
+                        let vn = dvp.lookup(name_bytes(name), &cred)?;
+                        vn.open(flags & !(oflags::O_CREAT | oflags::O_EXCL), &cred)?;
+                        vn
+                    }
+                    Err(e) => return Err(e),
+                };
+                let (attr, va) = match p.attr_of(&vn) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let _ = vn.close(flags);
+                        return Err(e);
+                    }
+                };
+                p.remember(vn.clone());
+                let fh = p.new_handle(vn, flags, cred);
+                Ok((attr, Generation(u64::from(va.gen)), fh))
+            },
+        );
+        match r {
+            Ok((attr, gen, fh)) => reply.created(
+                &p.tun.entry_ttl,
+                &attr,
+                gen,
+                fh,
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let p = &self.0;
+        READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let size = size as usize;
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            let r = p.guarded(
+                "read",
+                &[ino.0],
+                format_args!("{}, fh {}, off {offset}, size {size}", ino.0, fh.0),
+                || {
+                    let (vn, _, _) = p.handle(fh)?;
+                    vn.read(&mut buf[..size], offset)
+                },
+            );
+            match r {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(ferr(e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "write",
+            &[ino.0],
+            format_args!("{}, fh {}, off {offset}, size {}", ino.0, fh.0, data.len()),
+            || {
+                let (vn, flags, cred) = p.handle(fh)?;
+                vn.write(data, offset, io_flags(flags), &cred)
+            },
+        );
+        match r {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes are synchronous with respect to the driver: nothing is
+        // pending per descriptor, so close has no error to report.
+        let p = &self.0;
+        let r = p.guarded(
+            "flush",
+            &[ino.0],
+            format_args!("{}, fh {}", ino.0, fh.0),
+            || p.handle(fh).map(|_| ()),
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let p = &self.0;
+        // The handle goes even on a poisoned node: release is never retried.
+        let r = p.guarded(
+            "release",
+            &[],
+            format_args!("{}, fh {}", ino.0, fh.0),
+            || p.close_handle(fh),
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "fsync",
+            &[ino.0],
+            format_args!("{}, fh {}, datasync {datasync}", ino.0, fh.0),
+            || {
+                let (vn, _, _) = p.handle(fh)?;
+                vn.fsync(datasync)
+            },
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let p = &self.0;
+        let r = p.guarded(
+            "opendir",
+            &[ino.0],
+            format_args!("{}, flags {:#o}", ino.0, flags.0),
+            || {
+                let vn = p.node(ino)?;
+                if vn.vtype() != VType::Dir {
+                    return Err(Errno::ENOTDIR);
+                }
+                let cred = P2k::cred(req);
+                let fl = flags.0 & !oflags::O_ACCMODE; // a directory is read, never written
+                vn.open(fl | oflags::O_RDONLY, &cred)?;
+                Ok(p.new_handle(vn, fl, cred))
+            },
+        );
+        match r {
+            // The kernel invalidates its cached listing whenever it changes
+            // the directory, and only the kernel changes it.
+            Ok(fh) => reply.opened(
+                fh,
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "readdir",
+            &[ino.0],
+            format_args!("{}, fh {}, off {offset}", ino.0, fh.0),
+            || {
+                let (vn, _, _) = p.handle(fh)?;
+                vn.readdir(offset, &mut |de| {
+                    let full = reply.add(
+                        INodeNo(p.nodeid_of(de.ino)),
+                        de.next_offset,
+                        file_type(de.vtype),
+                        OsStr::from_bytes(de.name),
+                    );
+                    !full
+                })
+            },
+        );
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "readdirplus",
+            &[ino.0],
+            format_args!("{}, fh {}, off {offset}", ino.0, fh.0),
+            || {
+                let (dvp, _, _) = p.handle(fh)?;
+                // Gather a batch of names first: looking entries up takes the
+                // directory lock, which readdir holds while it feeds us.
+                let mut batch: Vec<(Vec<u8>, u64, VType, u64)> = Vec::new();
+                let mut budget: usize = 4096 * 16;
+                dvp.readdir(offset, &mut |de| {
+                    let cost = 160 + de.name.len();
+                    if budget < cost && !batch.is_empty() {
+                        return false;
+                    }
+                    budget = budget.saturating_sub(cost);
+                    batch.push((de.name.to_vec(), de.ino, de.vtype, de.next_offset));
+                    true
+                })?;
+                let cred = P2k::cred(req);
+                for (name, ino, vtype, next) in batch {
+                    if name == b"." || name == b".." {
+                        // The kernel does not count lookups for these.
+                        let mut a = file_attr(&empty_vattr(), p.nodeid_of(ino));
+                        a.kind = FileType::Directory;
+                        if reply.add(
+                            INodeNo(a.ino.0),
+                            next,
+                            OsStr::from_bytes(&name),
+                            &Duration::ZERO,
+                            &a,
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                        continue;
+                    }
+                    let vn = match dvp.lookup(&name, &cred) {
+                        Ok(vn) => vn,
+                        // Gone since the listing, or unreadable: skip it.
+                        Err(_) => continue,
+                    };
+                    let va = match vn.getattr() {
+                        Ok(va) => va,
+                        Err(_) => continue,
+                    };
+                    let _ = vtype;
+                    let id = p.nodeid_of(vn.ino());
+                    let a = file_attr(&va, id);
+                    if reply.add(
+                        INodeNo(id),
+                        next,
+                        OsStr::from_bytes(&name),
+                        &p.tun.entry_ttl,
+                        &a,
+                        Generation(u64::from(va.gen)),
+                    ) {
+                        break; // did not fit: not sent, not counted
+                    }
+                    p.remember(vn);
+                }
+                Ok(())
+            },
+        );
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "releasedir",
+            &[],
+            format_args!("{}, fh {}", ino.0, fh.0),
+            || p.close_handle(fh),
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let p = &self.0;
+        let r = p.guarded(
+            "fsyncdir",
+            &[ino.0],
+            format_args!("{}, fh {}, datasync {datasync}", ino.0, fh.0),
+            || {
+                let (vn, _, _) = p.handle(fh)?;
+                vn.fsync(datasync)
+            },
+        );
+        P2k::reply_empty(reply, r);
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let p = &self.0;
+        let r = p.guarded("statfs", &[], format_args!("{}", ino.0), || {
+            p.mount.statvfs()
+        });
+        match r {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namemax, s.frsize,
+            ),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let p = &self.0;
+        let r = p.guarded(
+            "access",
+            &[ino.0],
+            format_args!("{}, mask {mask:?}", ino.0),
+            || {
+                let vn = p.node(ino)?;
+                let mut m = 0;
+                if mask.contains(AccessFlags::R_OK) {
+                    m |= amode::VREAD;
+                }
+                if mask.contains(AccessFlags::W_OK) {
+                    m |= amode::VWRITE;
+                }
+                if mask.contains(AccessFlags::X_OK) {
+                    m |= amode::VEXEC;
+                }
+                if m == 0 {
+                    vn.getattr().map(|_| ())
+                } else {
+                    vn.access(m, &P2k::cred(req))
+                }
+            },
+        );
+        P2k::reply_empty(reply, r);
+    }
+}
+
+/// Attributes for entries that carry none (negative lookups, `.`/`..` in
+/// readdirplus, which the kernel does not link).
+fn empty_vattr() -> Vattr {
+    use rumpkern::Timespec;
+    Vattr {
+        vtype: VType::Reg,
+        mode: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        fsid: 0,
+        ino: 0,
+        size: 0,
+        blksize: 4096,
+        bytes: 0,
+        atime: Timespec::ZERO,
+        mtime: Timespec::ZERO,
+        ctime: Timespec::ZERO,
+        birthtime: Timespec::ZERO,
+        gen: 0,
+        rdev: 0,
+        flags: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioflags() {
+        assert_eq!(io_flags(oflags::O_WRONLY), 0);
+        assert_eq!(
+            io_flags(oflags::O_WRONLY | oflags::O_APPEND),
+            ioflag::IO_APPEND
+        );
+        assert_eq!(io_flags(oflags::O_RDWR | oflags::O_SYNC), ioflag::IO_SYNC);
+        assert_eq!(io_flags(oflags::O_RDWR | libc::O_DSYNC), ioflag::IO_DSYNC);
+    }
+}
