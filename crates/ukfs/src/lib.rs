@@ -99,7 +99,10 @@ pub struct Ukfs {
 
 impl std::fmt::Debug for Ukfs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ukfs").field("fstype", &self.mount.fstype()).field("fsid", &self.mount.fsid()).finish()
+        f.debug_struct("Ukfs")
+            .field("fstype", &self.mount.fstype())
+            .field("fsid", &self.mount.fsid())
+            .finish()
     }
 }
 
@@ -150,7 +153,10 @@ impl Ukfs {
     /// EACCES, ...), and whatever the driver's mount returns.
     pub fn mount(fstype: &str, image: Option<&Path>, args: &MountArgs) -> KResult<Ukfs> {
         let t = rumpkern::vfs::lookup_type(fstype).ok_or_else(|| {
-            log::error!("ukfs: unknown file system type {fstype:?} (known: {:?})", rumpkern::vfs::type_names());
+            log::error!(
+                "ukfs: unknown file system type {fstype:?} (known: {:?})",
+                rumpkern::vfs::type_names()
+            );
             Errno::ENODEV
         })?;
         let (dargs, blkio) = split_args(args)?;
@@ -207,7 +213,11 @@ impl Ukfs {
             return Err(Errno::EIO);
         }
         let cwd = Mutex::new(root.clone());
-        Ok(Ukfs { mount, refs: Some(Refs { root, cwd }), cred: RwLock::new(Cred::root()) })
+        Ok(Ukfs {
+            mount,
+            refs: Some(Refs { root, cwd }),
+            cred: RwLock::new(Cred::root()),
+        })
     }
 
     /// The mount underneath (statistics, properties, vnode counts).
@@ -251,6 +261,20 @@ impl Ukfs {
 
     /// Change the current directory. Errors: as namei, ENOTDIR, EACCES (no
     /// search permission on the new directory).
+    ///
+    /// ```
+    /// # use rumpkern::{MountArgs, Errno, Cred};
+    /// # rumpkern::vfs::register(&fs_tmpfs::TMPFS);
+    /// let fs = ukfs::Ukfs::mount("tmpfs", None, &MountArgs::default())?;
+    /// fs.mkdir("/home", 0o755)?;
+    /// fs.chdir("/home")?;
+    /// fs.write_file("notes", b"relative to /home")?;
+    /// assert_eq!(fs.read_file("/home/notes")?, b"relative to /home");
+    /// fs.mkdir("/vault", 0o700)?;
+    /// fs.set_cred(Cred::new(1000, 1000, vec![]));
+    /// assert_eq!(fs.chdir("/vault"), Err(Errno::EACCES));
+    /// # Ok::<(), Errno>(())
+    /// ```
     pub fn chdir<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<()> {
         let cred = self.cred();
         let vp = self.resolve(pb(path), true, &cred)?;
@@ -275,6 +299,22 @@ impl Ukfs {
     /// Errors: ENOENT, EEXIST, EISDIR (a directory opened for writing or
     /// with O_CREAT; a trailing slash with O_CREAT), ENOTDIR (O_DIRECTORY on
     /// a non-directory), EACCES, EROFS, ELOOP, as namei.
+    ///
+    /// ```
+    /// # use rumpkern::{MountArgs, Errno, types::oflags};
+    /// # rumpkern::vfs::register(&fs_tmpfs::TMPFS);
+    /// let fs = ukfs::Ukfs::mount("tmpfs", None, &MountArgs::default())?;
+    /// let excl = oflags::O_WRONLY | oflags::O_CREAT | oflags::O_EXCL;
+    /// let mut f = fs.open("/new", excl, 0o644)?;
+    /// f.write_all(b"abc")?;
+    /// drop(f); // VOP_CLOSE
+    /// assert_eq!(fs.open("/new", excl, 0o644).map(|_| ()), Err(Errno::EEXIST));
+    /// let mut f = fs.open("/new", oflags::O_RDONLY, 0)?;
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(f.read(&mut buf)?, 3);
+    /// assert_eq!(f.read(&mut buf)?, 0); // end of file
+    /// # Ok::<(), Errno>(())
+    /// ```
     pub fn open<P: AsRef<[u8]> + ?Sized>(&self, path: &P, flags: i32, mode: u32) -> KResult<File<'_>> {
         let path = pb(path);
         let cred = self.cred();
@@ -319,7 +359,13 @@ impl Ukfs {
         } else {
             vp.open(flags, &cred)?;
         }
-        Ok(File { vp, flags, offset: 0, cred, _fs: PhantomData })
+        Ok(File {
+            vp,
+            flags,
+            offset: 0,
+            cred,
+            _fs: PhantomData,
+        })
     }
 
     /// Create a new regular file `path` with `mode` and open it read-write
@@ -388,18 +434,41 @@ impl Ukfs {
     /// Change the permission bits (and setuid/setgid/sticky) of `path`.
     /// Errors: EPERM (not the owner), EROFS, as namei.
     pub fn chmod<P: AsRef<[u8]> + ?Sized>(&self, path: &P, mode: u32) -> KResult<()> {
-        self.setattr(pb(path), true, SetAttr { mode: Some(mode), ..Default::default() })
+        self.setattr(
+            pb(path),
+            true,
+            SetAttr {
+                mode: Some(mode),
+                ..Default::default()
+            },
+        )
     }
 
     /// Change owner and/or group of `path` (`None` leaves it), following a
     /// final symlink. Errors: EPERM, EROFS, as namei.
     pub fn chown<P: AsRef<[u8]> + ?Sized>(&self, path: &P, uid: Option<u32>, gid: Option<u32>) -> KResult<()> {
-        self.setattr(pb(path), true, SetAttr { uid, gid, ..Default::default() })
+        self.setattr(
+            pb(path),
+            true,
+            SetAttr {
+                uid,
+                gid,
+                ..Default::default()
+            },
+        )
     }
 
     /// As [`Ukfs::chown`] on a final symlink itself.
     pub fn lchown<P: AsRef<[u8]> + ?Sized>(&self, path: &P, uid: Option<u32>, gid: Option<u32>) -> KResult<()> {
-        self.setattr(pb(path), false, SetAttr { uid, gid, ..Default::default() })
+        self.setattr(
+            pb(path),
+            false,
+            SetAttr {
+                uid,
+                gid,
+                ..Default::default()
+            },
+        )
     }
 
     /// Set access and/or modification time of `path` (`None` leaves it;
@@ -412,14 +481,29 @@ impl Ukfs {
         atime: Option<SetTime>,
         mtime: Option<SetTime>,
     ) -> KResult<()> {
-        self.setattr(pb(path), true, SetAttr { atime, mtime, ..Default::default() })
+        self.setattr(
+            pb(path),
+            true,
+            SetAttr {
+                atime,
+                mtime,
+                ..Default::default()
+            },
+        )
     }
 
     /// Set the size of the regular file `path` (shrink or extend with
     /// zeros). Errors: EISDIR, EINVAL (not a regular file), EACCES, EFBIG,
     /// EROFS, as namei.
     pub fn truncate<P: AsRef<[u8]> + ?Sized>(&self, path: &P, len: u64) -> KResult<()> {
-        self.setattr(pb(path), true, SetAttr { size: Some(len), ..Default::default() })
+        self.setattr(
+            pb(path),
+            true,
+            SetAttr {
+                size: Some(len),
+                ..Default::default()
+            },
+        )
     }
 
     // ----- directories -----
@@ -435,7 +519,13 @@ impl Ukfs {
             return Err(Errno::ENOTDIR);
         }
         vp.access(amode::VREAD, &cred)?;
-        Ok(ReadDir { vp, cookie: 0, buf: VecDeque::new(), done: false, _fs: PhantomData })
+        Ok(ReadDir {
+            vp,
+            cookie: 0,
+            buf: VecDeque::new(),
+            done: false,
+            _fs: PhantomData,
+        })
     }
 
     /// All entries of directory `path` (`.` and `..` included).
@@ -485,7 +575,11 @@ impl Ukfs {
         if p.trailing_slash {
             // As Linux: "name/" never names a non-directory to unlink.
             let vp = p.dir.lookup(&p.name, &cred)?;
-            return Err(if vp.vtype() == VType::Dir { Errno::EISDIR } else { Errno::ENOTDIR });
+            return Err(if vp.vtype() == VType::Dir {
+                Errno::EISDIR
+            } else {
+                Errno::ENOTDIR
+            });
         }
         p.dir.remove(&p.name, &cred)
     }
@@ -495,6 +589,21 @@ impl Ukfs {
     /// Errors: ENOENT, EEXIST/ENOTEMPTY (non-empty target directory),
     /// EISDIR, ENOTDIR, EINVAL (into its own subtree, `.`/`..`), EXDEV,
     /// EACCES, EPERM, EROFS.
+    ///
+    /// ```
+    /// # use rumpkern::{MountArgs, Errno};
+    /// # rumpkern::vfs::register(&fs_tmpfs::TMPFS);
+    /// let fs = ukfs::Ukfs::mount("tmpfs", None, &MountArgs::default())?;
+    /// fs.mkdir("/a", 0o755)?;
+    /// fs.write_file("/a/f", b"1")?;
+    /// fs.rename("/a", "/b")?;
+    /// assert_eq!(fs.read_file("/b/f")?, b"1");
+    /// assert_eq!(fs.rename("/b", "/b/inside"), Err(Errno::EINVAL));
+    /// fs.symlink("b/f", "/link")?;
+    /// assert_eq!(fs.readlink("/link")?, b"b/f");
+    /// assert_eq!(fs.read_file("/link")?, b"1");
+    /// # Ok::<(), Errno>(())
+    /// ```
     pub fn rename<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(&self, from: &P, to: &Q) -> KResult<()> {
         let cred = self.cred();
         let f = self.parent(pb(from), &cred)?;
@@ -553,6 +662,18 @@ impl Ukfs {
     /// let the driver close the image. Errors: EBUSY if a vnode is still
     /// referenced (a driver leak: files and listings borrow the `Ukfs`, so
     /// none of them can be alive), the write-back's and the driver's errors.
+    ///
+    /// ```
+    /// # use rumpkern::{MountArgs, Errno};
+    /// # rumpkern::vfs::register(&fs_tmpfs::TMPFS);
+    /// let fs = ukfs::Ukfs::mount("tmpfs", None, &MountArgs::default())?;
+    /// fs.write_file("/f", b"x")?;
+    /// let mp = fs.mount_point().clone();
+    /// assert_eq!(mp.vnode_counts().1, 1); // the root vnode (held as root and cwd)
+    /// fs.unmount()?;
+    /// assert_eq!(mp.vnode_counts(), (0, 0)); // everything reclaimed
+    /// # Ok::<(), Errno>(())
+    /// ```
     pub fn unmount(mut self) -> KResult<()> {
         self.do_unmount()
     }
@@ -584,7 +705,11 @@ impl Drop for Ukfs {
     fn drop(&mut self) {
         if self.refs.is_some() {
             if let Err(e) = self.do_unmount() {
-                log::error!("ukfs: unmount of the {} file system on drop failed: {}", self.mount.fstype(), e);
+                log::error!(
+                    "ukfs: unmount of the {} file system on drop failed: {}",
+                    self.mount.fstype(),
+                    e
+                );
             }
         }
     }
@@ -620,7 +745,11 @@ pub struct File<'a> {
 
 impl std::fmt::Debug for File<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("File").field("vnode", &self.vp).field("flags", &self.flags).field("offset", &self.offset).finish()
+        f.debug_struct("File")
+            .field("vnode", &self.vp)
+            .field("flags", &self.flags)
+            .field("offset", &self.offset)
+            .finish()
     }
 }
 
@@ -669,7 +798,9 @@ impl File<'_> {
             return Err(Errno::EBADF);
         }
         if self.flags & oflags::O_APPEND != 0 {
-            let n = self.vp.write(buf, self.offset, self.ioflag() | ioflag::IO_APPEND, &self.cred)?;
+            let n = self
+                .vp
+                .write(buf, self.offset, self.ioflag() | ioflag::IO_APPEND, &self.cred)?;
             self.offset = self.vp.getattr()?.size;
             Ok(n)
         } else {
@@ -720,7 +851,14 @@ impl File<'_> {
         if !self.writable() {
             return Err(Errno::EINVAL);
         }
-        self.vp.setattr(&SetAttr { size: Some(len), ..Default::default() }, &self.cred, true)
+        self.vp.setattr(
+            &SetAttr {
+                size: Some(len),
+                ..Default::default()
+            },
+            &self.cred,
+            true,
+        )
     }
 
     /// The file's attributes (fstat).
@@ -758,7 +896,11 @@ impl ReadDir<'_> {
             if buf.len() >= READDIR_BATCH {
                 return false; // offered again next time, from `cookie`
             }
-            buf.push_back(DirEnt { name: e.name.to_vec(), ino: e.ino, vtype: e.vtype });
+            buf.push_back(DirEnt {
+                name: e.name.to_vec(),
+                ino: e.ino,
+                vtype: e.vtype,
+            });
             cookie = e.next_offset;
             true
         })?;
