@@ -99,7 +99,10 @@ pub struct OpenOpts {
 impl Default for OpenOpts {
     /// Read-write with [`BlkIo::DEFAULT`].
     fn default() -> Self {
-        OpenOpts { read_only: false, blkio: BlkIo::DEFAULT }
+        OpenOpts {
+            read_only: false,
+            blkio: BlkIo::DEFAULT,
+        }
     }
 }
 
@@ -164,7 +167,11 @@ fn open_fd(path: &str, read_only: bool, direct: bool, excl: bool) -> std::io::Re
     if excl {
         flags |= libc::O_EXCL;
     }
-    OpenOptions::new().read(true).write(!read_only).custom_flags(flags).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .custom_flags(flags)
+        .open(path)
 }
 
 impl FileDevice {
@@ -186,7 +193,9 @@ impl FileDevice {
             let file = match open_fd(path, opts.read_only, direct, excl) {
                 Ok(f) => f,
                 Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    log::warn!("{path}: host refuses O_DIRECT (EINVAL at open); using blkio=rangesync");
+                    log::warn!(
+                        "{path}: host refuses O_DIRECT (EINVAL at open); using blkio=rangesync"
+                    );
                     blkio = BlkIo::RangeSync;
                     continue;
                 }
@@ -207,7 +216,9 @@ impl FileDevice {
             if direct {
                 match dio_align(fd) {
                     Some((_, 0)) if !block_device => {
-                        log::warn!("{path}: host file system has no direct I/O; using blkio=rangesync");
+                        log::warn!(
+                            "{path}: host file system has no direct I/O; using blkio=rangesync"
+                        );
                         blkio = BlkIo::RangeSync;
                         continue;
                     }
@@ -262,7 +273,7 @@ impl FileDevice {
     /// Does a request at `off` with these buffers need a bounce buffer?
     fn needs_bounce(&self, off: u64, mut bufs: impl Iterator<Item = (usize, usize)>) -> bool {
         let a = self.align as usize;
-        if off % self.align != 0 {
+        if !off.is_multiple_of(self.align) {
             return true;
         }
         bufs.any(|(addr, len)| addr % a != 0 || len % a != 0)
@@ -270,7 +281,13 @@ impl FileDevice {
 
     /// `preadv`/`pwritev` of `iov` at `off` until all is transferred.
     /// A read that meets end of file after at least `min` bytes is complete.
-    fn rw_full(&self, mut off: u64, iov: &mut [libc::iovec], write: bool, min: usize) -> RuResult<()> {
+    fn rw_full(
+        &self,
+        mut off: u64,
+        iov: &mut [libc::iovec],
+        write: bool,
+        min: usize,
+    ) -> RuResult<()> {
         let fd = self.file.as_raw_fd();
         let mut i = 0;
         let mut done = 0usize;
@@ -301,7 +318,11 @@ impl FileDevice {
             }
             if n == 0 {
                 // End of file (read), or a write that made no progress.
-                return if !write && done >= min { Ok(()) } else { Err(Error::EIO) };
+                return if !write && done >= min {
+                    Ok(())
+                } else {
+                    Err(Error::EIO)
+                };
             }
             let mut n = n as usize;
             done += n;
@@ -313,7 +334,8 @@ impl FileDevice {
                     iov[i].iov_len = 0;
                     i += 1;
                 } else {
-                    iov[i].iov_base = (iov[i].iov_base as *mut u8).wrapping_add(n) as *mut libc::c_void;
+                    iov[i].iov_base =
+                        (iov[i].iov_base as *mut u8).wrapping_add(n) as *mut libc::c_void;
                     iov[i].iov_len -= n;
                     n = 0;
                 }
@@ -324,7 +346,10 @@ impl FileDevice {
     fn read_iov(&self, off: u64, bufs: &mut [&mut [u8]]) -> RuResult<()> {
         let mut iov: Vec<libc::iovec> = bufs
             .iter_mut()
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
             .collect();
         let total = bufs.iter().map(|b| b.len()).sum();
         self.rw_full(off, &mut iov, false, total)
@@ -333,7 +358,10 @@ impl FileDevice {
     fn write_iov(&self, off: u64, bufs: &[&[u8]]) -> RuResult<()> {
         let mut iov: Vec<libc::iovec> = bufs
             .iter()
-            .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
             .collect();
         self.rw_full(off, &mut iov, true, 0)
     }
@@ -342,7 +370,10 @@ impl FileDevice {
     /// device's end (only on an image whose size is not aligned).
     fn read_aligned(&self, pos: u64, buf: &mut [u8]) -> RuResult<()> {
         let min = (self.size.min(pos + buf.len() as u64) - pos) as usize;
-        let mut iov = [libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() }];
+        let mut iov = [libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        }];
         self.rw_full(pos, &mut iov, false, min)
     }
 
@@ -357,7 +388,11 @@ impl FileDevice {
             let mut bounce = AlignedBuf::new((w1 - w0) as usize, a as usize);
             self.read_aligned(w0, bounce.as_mut())?;
             let piece_end = w1.min(end);
-            scatter(bufs, (pos - off) as usize, &bounce.as_ref()[(pos - w0) as usize..(piece_end - w0) as usize]);
+            scatter(
+                bufs,
+                (pos - off) as usize,
+                &bounce.as_ref()[(pos - w0) as usize..(piece_end - w0) as usize],
+            );
             pos = piece_end;
         }
         Ok(())
@@ -368,7 +403,11 @@ impl FileDevice {
     fn direct_write(&self, off: u64, bufs: &[&[u8]], total: usize) -> RuResult<()> {
         let a = self.align;
         let end = off + total as u64;
-        let _rmw = if off % a != 0 || end % a != 0 { Some(self.rmw.lock()) } else { None };
+        let _rmw = if !off.is_multiple_of(a) || !end.is_multiple_of(a) {
+            Some(self.rmw.lock())
+        } else {
+            None
+        };
         let mut pos = off;
         while pos < end {
             let w0 = pos / a * a;
@@ -382,8 +421,15 @@ impl FileDevice {
             if piece_end < w1 && (w1 - a > w0 || pos == w0) {
                 self.read_aligned(w1 - a, &mut bounce.as_mut()[len - a as usize..])?;
             }
-            gather(bufs, (pos - off) as usize, &mut bounce.as_mut()[(pos - w0) as usize..(piece_end - w0) as usize]);
-            let mut iov = [libc::iovec { iov_base: bounce.as_mut().as_mut_ptr() as *mut libc::c_void, iov_len: len }];
+            gather(
+                bufs,
+                (pos - off) as usize,
+                &mut bounce.as_mut()[(pos - w0) as usize..(piece_end - w0) as usize],
+            );
+            let mut iov = [libc::iovec {
+                iov_base: bounce.as_mut().as_mut_ptr() as *mut libc::c_void,
+                iov_len: len,
+            }];
             self.rw_full(w0, &mut iov, true, 0)?;
             pos = piece_end;
         }
@@ -402,7 +448,9 @@ impl FileDevice {
                 loop {
                     // SAFETY: sync_file_range only takes integers; the fd is
                     // owned by self.file and open.
-                    let r = unsafe { libc::sync_file_range(self.file.as_raw_fd(), off as _, len as _, flags) };
+                    let r = unsafe {
+                        libc::sync_file_range(self.file.as_raw_fd(), off as _, len as _, flags)
+                    };
                     if r == 0 {
                         return Ok(());
                     }
@@ -426,7 +474,8 @@ impl FileDevice {
         if total == 0 {
             return Ok(());
         }
-        if self.blkio == BlkIo::Direct && self.needs_bounce(off, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
+        if self.blkio == BlkIo::Direct
+            && self.needs_bounce(off, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
         {
             self.direct_read(off, bufs, total)
         } else {
@@ -443,7 +492,8 @@ impl FileDevice {
         if total == 0 {
             return Ok(());
         }
-        if self.blkio == BlkIo::Direct && self.needs_bounce(off, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
+        if self.blkio == BlkIo::Direct
+            && self.needs_bounce(off, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
         {
             self.direct_write(off, bufs, total)?;
         } else {
@@ -622,7 +672,15 @@ fn dio_align(fd: libc::c_int) -> Option<(u32, u32)> {
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: the path is a valid NUL-terminated empty string, used with
     // AT_EMPTY_PATH on an open fd; statx writes only into `stx`.
-    let r = unsafe { libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_DIOALIGN, &mut stx) };
+    let r = unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
     if r != 0 || stx.stx_mask & libc::STATX_DIOALIGN == 0 {
         return None;
     }
@@ -653,7 +711,7 @@ mod tests {
     #[test]
     fn blkgetsize64_value() {
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(BLKGETSIZE64 as u64, 0x8008_1272);
+        assert_eq!(BLKGETSIZE64, 0x8008_1272);
     }
 
     #[test]

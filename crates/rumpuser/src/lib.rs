@@ -177,15 +177,21 @@ pub(crate) fn check_range(off: u64, len: usize, size: u64) -> RuResult<()> {
 
 /// Wall-clock time: (seconds, nanoseconds) since the epoch.
 pub fn clock_realtime() -> (i64, u32) {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_secs() as i64, d.subsec_nanos())
 }
 
 /// Monotonic time: (seconds, nanoseconds) since an arbitrary start.
 pub fn clock_monotonic() -> (i64, u32) {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    #[allow(clippy::unnecessary_cast)] // time_t is 32 bits on some hosts
     (ts.tv_sec as i64, ts.tv_nsec as u32)
 }
 

@@ -24,7 +24,12 @@ impl MemDevice {
 
     /// A device holding `data` (its length is the device size).
     pub fn from_vec(data: Vec<u8>) -> MemDevice {
-        MemDevice { size: data.len() as u64, data: RwLock::new(data), sector: 512, read_only: false }
+        MemDevice {
+            size: data.len() as u64,
+            data: RwLock::new(data),
+            sector: 512,
+            read_only: false,
+        }
     }
 
     /// Report `sector` as the logical sector size. Errors: `EINVAL` unless
