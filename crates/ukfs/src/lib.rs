@@ -18,7 +18,7 @@
 //! | files | [`Ukfs::open`], [`Ukfs::create`], [`Ukfs::read_file`], [`Ukfs::write_file`], [`File`] |
 //! | attributes | [`Ukfs::stat`], [`Ukfs::lstat`], [`Ukfs::access`], [`Ukfs::chmod`], [`Ukfs::chown`], [`Ukfs::lchown`], [`Ukfs::utimes`], [`Ukfs::truncate`] |
 //! | directories | [`Ukfs::readdir`], [`Ukfs::read_dir`], [`Ukfs::mkdir`], [`Ukfs::rmdir`] |
-//! | names | [`Ukfs::unlink`], [`Ukfs::rename`], [`Ukfs::link`], [`Ukfs::symlink`], [`Ukfs::readlink`] |
+//! | names | [`Ukfs::mknod`], [`Ukfs::unlink`], [`Ukfs::rename`], [`Ukfs::link`], [`Ukfs::symlink`], [`Ukfs::readlink`] |
 //! | file system | [`Ukfs::statvfs`], [`Ukfs::sync`], [`Ukfs::mount_point`] |
 //!
 //! Paths are bytes (`&str`, `&[u8]`, `Vec<u8>` ... all work), absolute ones
@@ -294,7 +294,8 @@ impl Ukfs {
     /// (permission bits); the creator may then use the file whatever the
     /// mode says. O_CREAT|O_EXCL fails with EEXIST if the name exists (even
     /// as a dangling symlink). A final symlink is followed unless O_NOFOLLOW
-    /// (then ELOOP).
+    /// (then ELOOP); O_CREAT through a dangling symlink gives ENOENT (Linux
+    /// would create the target; ukfs does not create through links).
     ///
     /// Errors: ENOENT, EEXIST, EISDIR (a directory opened for writing or
     /// with O_CREAT; a trailing slash with O_CREAT), ENOTDIR (O_DIRECTORY on
@@ -553,6 +554,18 @@ impl Ukfs {
         let cred = self.cred();
         let p = self.parent(pb(path), &cred)?;
         p.dir.mkdir(&p.name, mode, &cred).map(drop)
+    }
+
+    /// Create a device node (`VType::Chr`/`Blk`, root only), fifo or socket
+    /// `path` with `mode`; `VType::Reg` creates an empty regular file.
+    /// Errors: EEXIST, EPERM (device node by a non-root user), EINVAL
+    /// (`Dir`/`Lnk`: use mkdir/symlink), ENOENT, EACCES, ENOSPC, EROFS,
+    /// EOPNOTSUPP (the format has no such nodes).
+    pub fn mknod<P: AsRef<[u8]> + ?Sized>(&self, path: &P, vtype: VType, mode: u32, rdev: u64) -> KResult<()> {
+        let cred = self.cred();
+        let p = self.parent(pb(path), &cred)?;
+        refuse_trailing_slash(&p, &cred)?;
+        p.dir.mknod(&p.name, vtype, mode, rdev, &cred).map(drop)
     }
 
     /// Remove the empty directory `path`.

@@ -166,6 +166,26 @@ fn names_round_trip() {
     fs.unlink("/s").unwrap();
     assert_eq!(fs.read_file("/f").unwrap(), b"data");
     fs.unlink("/f").unwrap();
+
+    // mknod: fifo, socket, device node (root), regular file
+    fs.mknod("/fifo", VType::Fifo, 0o600, 0).unwrap();
+    fs.mknod("/sock", VType::Sock, 0o600, 0).unwrap();
+    fs.mknod("/chr", VType::Chr, 0o600, 0x0103).unwrap();
+    fs.mknod("/reg", VType::Reg, 0o600, 0).unwrap();
+    assert_eq!(fs.lstat("/fifo").unwrap().vtype, VType::Fifo);
+    assert_eq!(fs.lstat("/sock").unwrap().vtype, VType::Sock);
+    let c = fs.lstat("/chr").unwrap();
+    assert_eq!((c.vtype, c.rdev), (VType::Chr, 0x0103));
+    assert_eq!(fs.lstat("/reg").unwrap().vtype, VType::Reg);
+    assert_eq!(fs.mknod("/dd", VType::Dir, 0o755, 0), Err(Errno::EINVAL));
+    assert_eq!(fs.mknod("/fifo", VType::Fifo, 0o600, 0), Err(Errno::EEXIST));
+    assert_eq!(fs.mknod("/x/", VType::Fifo, 0o600, 0), Err(Errno::ENOENT));
+    fs.set_cred(Cred::new(5, 5, vec![]));
+    assert_eq!(fs.mknod("/blk", VType::Blk, 0o600, 1), Err(Errno::EPERM));
+    fs.set_cred(Cred::root());
+    for n in ["/fifo", "/sock", "/chr", "/reg"] {
+        fs.unlink(n).unwrap();
+    }
     assert_eq!(fs.stat("/f"), Err(Errno::ENOENT));
     assert_eq!(names(&fs, "/"), [".", "..", "d2", "h", "s2"]);
 }
@@ -259,6 +279,7 @@ fn errors() {
     assert_eq!(fs.link("/d/f", "/d/e"), Err(Errno::EEXIST));
     fs.symlink("nowhere", "/dangling").unwrap();
     assert_eq!(fs.create("/dangling", 0o644).map(|_| ()), Err(Errno::EEXIST));
+    assert_eq!(fs.open("/dangling", oflags::O_WRONLY | oflags::O_CREAT, 0o644).map(|_| ()), Err(Errno::ENOENT));
 
     // ENOTDIR
     assert_eq!(fs.stat("/d/f/x"), Err(Errno::ENOTDIR));
