@@ -384,9 +384,9 @@ impl TmpfsMount {
             });
     }
 
-    /// Allocate a node with link count 1 (2 for a directory) and enter it in
-    /// the table. Errors: ENOSPC (size or node limit).
-    pub(crate) fn alloc_node(&self, nn: NewNode) -> KResult<Arc<Node>> {
+    /// Allocate a node with link count 1 (2 for a directory), all four times
+    /// `now`, and enter it in the table. Errors: ENOSPC (size or node limit).
+    pub(crate) fn alloc_node(&self, nn: NewNode, now: Timespec) -> KResult<Arc<Node>> {
         let max = self.max_nodes;
         self.nodes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
@@ -406,7 +406,6 @@ impl TmpfsMount {
             return Err(e);
         }
         let ino = self.next_ino.fetch_add(1, Ordering::AcqRel);
-        let now = Timespec::now();
         let size = match &nn.content {
             Content::Link(t) => t.len() as u64,
             _ => 0,

@@ -83,9 +83,17 @@ impl TmpVnode {
     /// Free `node` now if its link count reached zero and no vnode holds it
     /// (otherwise `inactive`/`reclaim` do it when the last reference goes).
     fn maybe_free(&self, mp: &Mount, node: &Node) {
-        if node.lock().nlink == 0 && !mp.vcache_contains(node.ino()) {
+        // Read the count first: the node mutex must not be held while the
+        // vcache mutex is taken (reclaim takes them the other way round).
+        let nlink = node.lock().nlink;
+        if nlink == 0 && !mp.vcache_contains(node.ino()) {
             self.tm.free_node(node);
         }
+    }
+
+    /// Does a read-type access update atime on this vnode's mount?
+    fn atime_on(&self, vp: &Vnode) -> bool {
+        !self.tm.noatime && !vp.mount().is_some_and(|m| m.is_rdonly())
     }
 
     /// Create a node of type `nn.vtype` named `name` in this directory and
@@ -121,14 +129,14 @@ impl TmpVnode {
             };
             let vtype = nn.vtype;
             self.tm.reserve(dirent_cost(name))?;
-            let node = match self.tm.alloc_node(nn) {
+            let now = Timespec::now();
+            let node = match self.tm.alloc_node(nn, now) {
                 Ok(n) => n,
                 Err(e) => {
                     self.tm.release(dirent_cost(name));
                     return Err(e);
                 }
             };
-            let now = node.lock().birthtime;
             d.dir_mut()?.insert(name, node.ino(), vtype);
             if vtype == VType::Dir {
                 d.nlink += 1;
@@ -426,8 +434,11 @@ impl VnodeOps for TmpVnode {
                 _ => {}
             }
         }
-        if sdir && !same_dir && target.is_none() && tdv.node.lock().nlink >= LINK_MAX {
-            return Err(Errno::EMLINK);
+        if sdir && !same_dir && target.is_none() {
+            let tlinks = tdv.node.lock().nlink;
+            if tlinks >= LINK_MAX {
+                return Err(Errno::EMLINK);
+            }
         }
         let Some(snode) = self.tm.get(sino) else {
             return Err(Errno::EIO);
@@ -512,9 +523,10 @@ impl VnodeOps for TmpVnode {
         if uio.resid() == 0 {
             return Ok(());
         }
+        let atime = self.atime_on(vp);
         let mut n = self.node.lock();
         file_read(&n, uio)?;
-        if !self.tm.noatime && !vp.mount().is_some_and(|m| m.is_rdonly()) {
+        if atime {
             n.atime = Timespec::now();
         }
         Ok(())
@@ -554,10 +566,11 @@ impl VnodeOps for TmpVnode {
     }
 
     fn readdir(&self, vp: &Vnode, offset: u64, filler: &mut DirFiller<'_>) -> KResult<()> {
+        let atime = self.atime_on(vp);
         let (me, parent) = {
             let mut d = self.node.lock();
             let parent = d.dir()?.parent;
-            if !self.tm.noatime && !vp.mount().is_some_and(|m| m.is_rdonly()) {
+            if atime {
                 d.atime = Timespec::now();
             }
             (self.node.ino(), parent)
@@ -614,12 +627,13 @@ impl VnodeOps for TmpVnode {
     }
 
     fn readlink(&self, vp: &Vnode) -> KResult<Vec<u8>> {
+        let atime = self.atime_on(vp);
         let mut n = self.node.lock();
         let Content::Link(t) = &n.content else {
             return Err(Errno::EINVAL);
         };
         let t = t.clone();
-        if !self.tm.noatime && !vp.mount().is_some_and(|m| m.is_rdonly()) {
+        if atime {
             n.atime = Timespec::now();
         }
         Ok(t)
