@@ -344,6 +344,7 @@ impl FileDevice {
     }
 
     fn read_iov(&self, off: u64, bufs: &mut [&mut [u8]]) -> RuResult<()> {
+        let total = bufs.iter().map(|b| b.len()).sum();
         let mut iov: Vec<libc::iovec> = bufs
             .iter_mut()
             .map(|b| libc::iovec {
@@ -351,7 +352,6 @@ impl FileDevice {
                 iov_len: b.len(),
             })
             .collect();
-        let total = bufs.iter().map(|b| b.len()).sum();
         self.rw_full(off, &mut iov, false, total)
     }
 

@@ -41,9 +41,22 @@
 //! | `flush()` | barrier: every completed write is durable | `EIO` (host write-back error) |
 //! | `size()`, `sector_size()`, `is_read_only()` | geometry: `fstat`/`BLKGETSIZE64`, `BLKSSZGET` (512 for files) | none |
 //!
-//! Devices for tests: [`MemDevice`] (memory), [`FaultDevice`] (wraps any
-//! device: counts requests, fails the Nth read/write with `EIO`, tears a
-//! write, stops persisting after write N).
+//! [`FileDevice`] also tells what was opened: `blkio()` (the policy in
+//! effect after a fallback), `is_block_device()`, `direct_alignment()`,
+//! `path()`; none can fail.
+//!
+//! ## Block devices for tests
+//!
+//! | call | what it does | errors |
+//! |---|---|---|
+//! | [`MemDevice::new`]`(size)`, [`MemDevice::from_vec`]`(v)` | a device in memory (512-byte sectors) | none |
+//! | [`MemDevice::with_sector_size`]`(n)` | report `n`-byte logical sectors | `EINVAL` unless a power of two in 512..=65536 |
+//! | [`MemDevice::with_read_only`]`(ro)` | writes fail with `EROFS` | none |
+//! | [`MemDevice::snapshot`]`()` | copy of the contents | none |
+//! | [`FaultDevice::new`]`(inner)` | wrap any device; count and inject faults | none |
+//! | `reads()`, `writes()`, `requests()`, `flushes()`, `dropped_writes()`, `reset_counters()` | request counters (a vectored call is one request) | none |
+//! | `fail_read(n)`, `fail_write(n)` | request `n` (1-based) fails | that request: `EIO` |
+//! | `stop_persisting_after(n)`, `tear_write(n, k)`, `clear_faults()`, `power_lost()` | power loss, torn write | none |
 //!
 //! ## Clock
 //!

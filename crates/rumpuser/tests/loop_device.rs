@@ -46,12 +46,13 @@ fn attach(file: &str) -> Option<LoopGuard> {
         }
         panic!("losetup failed: {msg}");
     }
-    let dev = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
-    assert!(dev.starts_with("/dev/loop"), "losetup printed {dev:?}");
-    Some(LoopGuard(dev))
+    let guard = LoopGuard(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    assert!(
+        guard.0.starts_with("/dev/loop"),
+        "losetup printed {:?}",
+        guard.0
+    );
+    Some(guard)
 }
 
 #[test]
