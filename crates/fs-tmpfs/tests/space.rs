@@ -202,3 +202,79 @@ fn concurrent_creates_writes_and_removes() {
     assert_eq!(fs.root.getattr().unwrap().nlink, 2 + 4);
     assert_eq!(fs.mp.vnode_counts().1, 1);
 }
+
+#[test]
+fn concurrent_directory_renames_and_rmdirs() {
+    let fs = Arc::new(Fs::new(""));
+    let a = fs.root.mkdir(b"a", 0o755, &root()).unwrap();
+    let b = fs.root.mkdir(b"b", 0o755, &root()).unwrap();
+    for i in 0..8 {
+        a.mkdir(format!("d{i}").as_bytes(), 0o755, &root()).unwrap();
+    }
+    let mut threads = Vec::new();
+    // Movers: shuttle d0..d7 between a and b, one direction each.
+    for t in 0..2u32 {
+        let fs = fs.clone();
+        threads.push(std::thread::spawn(move || {
+            let a = fs.walk("a").unwrap();
+            let b = fs.walk("b").unwrap();
+            for round in 0..300u32 {
+                let name = format!("d{}", (round + t) % 8);
+                let (from, to) = if (round / 8 + t) % 2 == 0 {
+                    (&a, &b)
+                } else {
+                    (&b, &a)
+                };
+                match from.rename(name.as_bytes(), to, name.as_bytes(), &root()) {
+                    Ok(()) | Err(Errno::ENOENT) | Err(Errno::ENOTEMPTY) => {}
+                    Err(e) => panic!("rename: {e:?}"),
+                }
+            }
+        }));
+    }
+    // Workers: create and remove inside the moving directories, walk "..".
+    for t in 0..2u32 {
+        let fs = fs.clone();
+        threads.push(std::thread::spawn(move || {
+            for round in 0..300u32 {
+                let name = format!("d{}", round % 8);
+                for parent in ["a", "b"] {
+                    let Ok(d) = fs.walk(&format!("{parent}/{name}")) else {
+                        continue;
+                    };
+                    let f = format!("w{t}");
+                    match d.create(f.as_bytes(), 0o644, &root()) {
+                        Ok(_) | Err(Errno::EEXIST) => {}
+                        Err(e) => panic!("create: {e:?}"),
+                    }
+                    let up = d.lookup(b"..", &root()).unwrap();
+                    assert_eq!(up.vtype(), rumpkern::VType::Dir);
+                    let _ = names(&d);
+                    let _ = d.remove(f.as_bytes(), &root());
+                }
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Every directory is in exactly one parent, and link counts add up.
+    let mut total = names(&a);
+    total.extend(names(&b));
+    total.sort();
+    assert_eq!(total, (0..8).map(|i| format!("d{i}")).collect::<Vec<_>>());
+    let na = a.getattr().unwrap().nlink as usize;
+    let nb = b.getattr().unwrap().nlink as usize;
+    assert_eq!(na + nb, 4 + 8);
+    for n in names(&a) {
+        assert_eq!(
+            a.lookup(n.as_bytes(), &root())
+                .unwrap()
+                .lookup(b"..", &root())
+                .unwrap(),
+            a
+        );
+    }
+    drop((a, b));
+    assert_eq!(fs.mp.vnode_counts().1, 1);
+}
