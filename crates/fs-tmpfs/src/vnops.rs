@@ -71,6 +71,15 @@ pub(crate) fn get_vnode(tm: &Arc<TmpfsMount>, mp: &Arc<Mount>, ino: u64) -> KRes
     })
 }
 
+/// A change of content by someone other than root drops setuid, and setgid
+/// when group-executable (Linux `file_remove_privs`).
+fn kill_suid(mode: &mut u32) {
+    *mode &= !S_ISUID;
+    if *mode & (S_ISGID | 0o010) == (S_ISGID | 0o010) {
+        *mode &= !S_ISGID;
+    }
+}
+
 /// The TmpVnode of another vnode of the same tmpfs instance. Errors: EXDEV.
 fn same_fs<'a>(tm: &Arc<TmpfsMount>, vp: &'a Vnode) -> KResult<&'a TmpVnode> {
     match vp.data::<TmpVnode>() {
@@ -169,7 +178,7 @@ impl VnodeOps for TmpVnode {
         Ok(self.node.vattr(&n, fsid_of(vp)))
     }
 
-    fn setattr(&self, _vp: &Vnode, sa: &SetAttr, _cred: &Cred) -> KResult<()> {
+    fn setattr(&self, _vp: &Vnode, sa: &SetAttr, cred: &Cred) -> KResult<()> {
         // Validate everything before changing anything.
         if let Some(f) = sa.flags {
             if f != 0 {
@@ -195,6 +204,11 @@ impl VnodeOps for TmpVnode {
             // As Linux's truncate: mtime and ctime change even when the
             // size does not.
             n.mtime = now;
+            // A truncate by someone other than root drops setuid/setgid
+            // like a write (unless this same request sets the mode).
+            if !cred.is_root() && sa.mode.is_none() {
+                kill_suid(&mut n.mode);
+            }
         }
         if let Some(m) = sa.mode {
             n.mode = m & rumpkern::types::mode::ALLPERMS;
@@ -552,13 +566,8 @@ impl VnodeOps for TmpVnode {
         if uio.resid() < want {
             let now = Timespec::now();
             n.touch_modify(now);
-            // A write by someone other than root drops setuid, and setgid
-            // when group-executable (Linux `file_remove_privs`).
             if !cred.is_root() {
-                n.mode &= !S_ISUID;
-                if n.mode & (S_ISGID | 0o010) == (S_ISGID | 0o010) {
-                    n.mode &= !S_ISGID;
-                }
+                kill_suid(&mut n.mode);
             }
             return Ok(()); // partial write on ENOSPC is a success
         }

@@ -209,6 +209,34 @@ fn write_drops_setuid_for_non_root() {
     assert_eq!(f.getattr().unwrap().mode, 0o6777, "root keeps the bits");
     f.write(b"y", 0, 0, &user(1000, 1000)).unwrap();
     assert_eq!(f.getattr().unwrap().mode, 0o0777);
+    // Truncate too; setgid without group-execute stays (mandatory locking
+    // marker on Linux).
+    f.setattr(
+        &SetAttr {
+            mode: Some(0o6767),
+            ..Default::default()
+        },
+        &root(),
+        false,
+    )
+    .unwrap();
+    let sz = SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    f.setattr(&sz, &user(1000, 1000), true).unwrap();
+    assert_eq!(f.getattr().unwrap().mode, 0o2767);
+    f.setattr(
+        &SetAttr {
+            mode: Some(0o6777),
+            ..Default::default()
+        },
+        &root(),
+        false,
+    )
+    .unwrap();
+    f.setattr(&sz, &root(), false).unwrap();
+    assert_eq!(f.getattr().unwrap().mode, 0o6777, "root keeps the bits");
 }
 
 #[test]
