@@ -1322,7 +1322,7 @@ mod tests {
         assert!(s.peak_bytes <= budget);
         // Evicted dirty buffers were written, clustered with their neighbours.
         let requests = dev.writes.load(Ordering::SeqCst);
-        assert!(requests >= 1 && requests < 12, "eviction writes are clustered: {requests} requests");
+        assert!((1..12).contains(&requests), "eviction writes are clustered: {requests} requests");
         for i in 0..16u64 {
             let b = c.bread(i * K4 as u64, K4).unwrap();
             assert_eq!(b.data()[7], 0x80 | i as u8, "block {i} read back");
@@ -1367,7 +1367,7 @@ mod tests {
         let c = cache(&dev, budget);
         c.start_syncer(Duration::from_millis(3)).unwrap();
         // Block k lives at k*4096; blocks with k % 4 == 0 are 1 KiB buffers.
-        let size_of = |k: u64| if k % 4 == 0 { 1024 } else { K4 };
+        let size_of = |k: u64| if k & 3 == 0 { 1024 } else { K4 };
         let threads: Vec<_> = (0..4u64)
             .map(|t| {
                 let c = c.clone();
@@ -1379,19 +1379,20 @@ mod tests {
                         x ^= x << 17;
                         let k = x % 256;
                         let (off, size) = (k * K4 as u64, size_of(k));
-                        match (x >> 20) % 5 {
-                            0 => {
+                        match (x >> 20) % 16 {
+                            0..=3 => {
                                 let mut b = c.getblk(off, size).unwrap();
                                 b.data_mut()[..8].copy_from_slice(&(k * 4).to_le_bytes());
                                 b.data_mut()[8] = t as u8;
                                 b.bdwrite();
                             }
-                            1 => {
+                            4..=6 => {
                                 let mut b = c.bread(off, size).unwrap();
                                 b.data_mut()[8] = t as u8;
                                 b.bawrite();
                             }
-                            2 => {
+                            7 => c.sync(x & 1 == 0).unwrap(),
+                            8..=10 => {
                                 let b = c.bread_cluster(off, size, 8).unwrap();
                                 assert_eq!(tag(b.data()), k * 4, "block {k}");
                             }

@@ -4,6 +4,7 @@
 //! Threads come from the host through `rumpuser::thread_create`; nothing here
 //! touches the OS directly.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,8 @@ struct SyncerState {
     stop: bool,
     /// `curthread_id()` of the worker, 0 before it started.
     worker: u64,
+    /// The callback panicked (the worker then stopped).
+    panicked: bool,
 }
 
 struct SyncerShared {
@@ -110,6 +113,7 @@ impl Syncer {
                 passes: 0,
                 stop: false,
                 worker: 0,
+                panicked: false,
             }),
             cv: KCondvar::new(),
         });
@@ -136,7 +140,14 @@ impl Syncer {
                 }
                 st.kicks_seen = st.kicks;
                 st.started += 1;
-                st.unlocked(&mut callback);
+                let ok = st.unlocked(|| std::panic::catch_unwind(AssertUnwindSafe(&mut callback)).is_ok());
+                if !ok {
+                    // A broken callback: stop, so nobody waits for passes forever.
+                    log::error!("syncer callback panicked; syncer stopped");
+                    st.panicked = true;
+                    st.stop = true;
+                    break;
+                }
                 st.passes += 1;
                 next = st.interval.map(|i| monotonic_now() + i);
                 sh.cv.broadcast();
@@ -191,17 +202,21 @@ impl Syncer {
     /// Called from the worker thread itself (the callback dropped the last
     /// reference to the syncer's owner), it only asks the worker to stop.
     pub fn stop(&mut self) -> KResult<()> {
-        let worker = {
+        let (worker, panicked) = {
             let mut st = self.shared.state.enter();
             st.stop = true;
-            st.worker
+            (st.worker, st.panicked)
         };
         self.shared.cv.broadcast();
         let Some(t) = self.thread.take() else { return Ok(()) };
         if worker == curthread_id() {
             return Ok(());
         }
-        t.join()
+        t.join()?;
+        if panicked || self.shared.state.enter().panicked {
+            return Err(Errno::EIO);
+        }
+        Ok(())
     }
 }
 
@@ -256,7 +271,7 @@ mod tests {
         let before = s.passes();
         std::thread::sleep(Duration::from_millis(100));
         let during = s.passes() - before;
-        assert!(during >= 2 && during <= 20, "passes in 100ms: {during}");
+        assert!((1..=20).contains(&during), "passes in 100ms: {during}");
         drop(s);
     }
 
@@ -306,6 +321,13 @@ mod tests {
         let t0 = Instant::now();
         drop(s);
         assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn syncer_callback_panic_stops_it() {
+        let mut s = Syncer::start("syncer-panic", None, || panic!("expected test panic")).unwrap();
+        assert!(!s.kick_wait(), "the pass did not complete normally");
+        assert_eq!(s.stop(), Err(Errno::EIO));
     }
 
     #[test]
