@@ -885,7 +885,9 @@ impl BufCache {
 
     /// Start the syncer: every `interval` it writes back buffers that have
     /// been dirty for at least `interval`, and it writes `bawrite` buffers
-    /// when kicked. A zero interval leaves only the `bawrite` part. Replaces
+    /// when kicked. A zero interval disables the periodic part: passes then
+    /// run only when a `bawrite` kicks them, and such a pass writes every dirty
+    /// buffer (all are at least zero old). Replaces
     /// (stops) a syncer started before. Errors: EAGAIN (no thread).
     pub fn start_syncer(self: &Arc<Self>, interval: Duration) -> KResult<()> {
         let weak = Arc::downgrade(self);
