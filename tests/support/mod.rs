@@ -1,0 +1,330 @@
+//! Test support for end-to-end FUSE tests: private mount points, a guard
+//! that always unmounts and stops the server the test started, commands
+//! with timeouts, bounded polls.
+//!
+//! Every test makes its own mount point with `mkdtemp` under /tmp, so tests
+//! run in parallel safely; the guard only ever signals the one server
+//! process it knows (its own child, or the daemon whose command line names
+//! the test's unique mount point).
+
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Path of a binary of this package (built by cargo for integration tests).
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "rump_tmpfs" => PathBuf::from(env!("CARGO_BIN_EXE_rump_tmpfs")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A fresh, empty directory under /tmp (`mkdtemp`).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let tmpl = CString::new(format!("/tmp/rumpfs-{tag}-XXXXXX")).unwrap();
+    let mut buf = tmpl.into_bytes_with_nul();
+    // SAFETY: buf is a writable NUL-terminated template.
+    let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
+    assert!(!p.is_null(), "mkdtemp: {}", std::io::Error::last_os_error());
+    buf.pop();
+    PathBuf::from(String::from_utf8(buf).unwrap())
+}
+
+/// Undo mountinfo's octal escapes.
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push(((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0')) as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The mountinfo line for `mp` (fields after the separator included).
+pub fn mount_line(mp: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mp.as_os_str().as_bytes();
+    info.lines().find(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(want)).map(str::to_string)
+}
+
+pub fn is_mounted(mp: &Path) -> bool {
+    mount_line(mp).is_some()
+}
+
+/// Poll `cond` every 20 ms for at most `timeout`.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `cmd` with a timeout, capturing its output. Panics on timeout
+/// (after killing the command).
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let to = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let te = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let status = wait_child(&mut child, timeout).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("command {cmd:?} timed out after {timeout:?}");
+    });
+    Output { status, stdout: to.join().unwrap(), stderr: te.join().unwrap() }
+}
+
+/// Wait for a child at most `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run a shell command line as user nobody (uid/gid 65534, no groups).
+pub fn as_nobody(script: &str) -> Output {
+    run_timeout(
+        Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", script]),
+        Duration::from_secs(20),
+    )
+}
+
+/// The pid of the process whose command line contains `needle` and whose
+/// executable is named `exe` (a backgrounded server, found by its unique
+/// mount point).
+pub fn find_server_pid(exe: &str, needle: &Path) -> Option<i32> {
+    let needle = needle.as_os_str().as_bytes();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let mut args = cmdline.split(|&b| b == 0);
+        let Some(arg0) = args.next() else { continue };
+        if !arg0.ends_with(exe.as_bytes()) {
+            continue;
+        }
+        if args.any(|a| a == needle) {
+            // Skip zombies: they have no mount to serve.
+            if let Ok(st) = std::fs::read_to_string(e.path().join("stat")) {
+                if st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) {
+                    continue;
+                }
+            }
+            return Some(pid);
+        }
+    }
+    None
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(st) => !st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn umount_path(mp: &Path, flags: i32) -> i32 {
+    let c = CString::new(mp.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// Owns a test's mount point and the server serving it. On drop (also
+/// while unwinding from a failed assertion): unmount (retrying, `umount -l`
+/// as the last resort), stop the server process it started (SIGTERM, then
+/// SIGKILL), remove the mount point.
+pub struct MountGuard {
+    pub mp: PathBuf,
+    child: Option<Child>,
+    pid: Option<i32>,
+}
+
+impl MountGuard {
+    /// A guard for a fresh mount point, nothing mounted yet.
+    pub fn new(tag: &str) -> MountGuard {
+        MountGuard { mp: temp_dir(tag), child: None, pid: None }
+    }
+
+    /// Start `rump_tmpfs [args] tmpfs MP` in the background (the default
+    /// mode) and expect it to exit 0 with the mount live.
+    pub fn rump_tmpfs(tag: &str, args: &[&str]) -> MountGuard {
+        let mut g = MountGuard::new(tag);
+        let out = g.run_server("rump_tmpfs", args);
+        assert!(out.status.success(), "rump_tmpfs failed: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        // It returned only once the mount was live: no polling needed.
+        assert!(is_mounted(&g.mp), "rump_tmpfs returned but {} is not mounted", g.mp.display());
+        g.pid = find_server_pid("rump_tmpfs", &g.mp);
+        assert!(g.pid.is_some(), "no rump_tmpfs process serves {}", g.mp.display());
+        g
+    }
+
+    /// Run a server command in the background mode; returns its output.
+    pub fn run_server(&mut self, exe: &str, args: &[&str]) -> Output {
+        let mut c = Command::new(bin(exe));
+        c.args(args).arg("tmpfs").arg(&self.mp);
+        let out = run_timeout(&mut c, Duration::from_secs(30));
+        if out.status.success() {
+            self.pid = find_server_pid(exe, &self.mp);
+        }
+        out
+    }
+
+    /// Start `rump_tmpfs -f [args] tmpfs MP` as a child and wait (bounded)
+    /// for the mount to appear.
+    pub fn rump_tmpfs_fg(tag: &str, args: &[&str]) -> MountGuard {
+        let mut g = MountGuard::new(tag);
+        let child = Command::new(bin("rump_tmpfs"))
+            .arg("-f")
+            .args(args)
+            .arg("tmpfs")
+            .arg(&g.mp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rump_tmpfs -f");
+        g.pid = Some(child.id() as i32);
+        g.child = Some(child);
+        let mp = g.mp.clone();
+        assert!(wait_for(Duration::from_secs(20), || is_mounted(&mp)), "rump_tmpfs -f did not mount {}", g.mp.display());
+        g
+    }
+
+    /// Path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mp.join(rel)
+    }
+
+    /// The server's pid, if one was started.
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
+    /// Wait for the foreground child to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let st = wait_child(child, timeout);
+        if st.is_some() {
+            self.child = None;
+            self.pid = None;
+        }
+        st
+    }
+
+    /// Forget the server (it was seen to exit).
+    pub fn server_gone(&mut self) {
+        self.pid = None;
+        self.child = None;
+    }
+
+    fn cleanup(&mut self) {
+        if is_mounted(&self.mp) {
+            let mp = self.mp.clone();
+            let ok = wait_for(Duration::from_secs(5), || umount_path(&mp, 0) == 0 || !is_mounted(&mp));
+            if !ok {
+                eprintln!("MountGuard: {} busy; lazy unmount", self.mp.display());
+                umount_path(&self.mp, libc::MNT_DETACH);
+            }
+        }
+        if let Some(pid) = self.pid.take() {
+            if !wait_for(Duration::from_secs(5), || !pid_alive(pid)) {
+                // SAFETY: signalling the one server this guard started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                if !wait_for(Duration::from_secs(3), || !pid_alive(pid)) {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            if wait_child(&mut c, Duration::from_secs(5)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if !is_mounted(&self.mp) {
+            let _ = std::fs::remove_dir(&self.mp);
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// `stat(2)` of a path (no symlink following with `lstat`).
+pub fn lstat(p: &Path) -> libc::stat {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: st is written by lstat on success.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(libc::lstat(c.as_ptr(), &mut st), 0, "lstat {}: {}", p.display(), std::io::Error::last_os_error());
+        st
+    }
+}
+
+/// `statvfs(3)` of a path.
+pub fn statvfs(p: &Path) -> libc::statvfs {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: st is written on success.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(c.as_ptr(), &mut st), 0, "statvfs {}", p.display());
+        st
+    }
+}
+
+/// Run a libc call returning -1/errno; Ok(ret) or Err(errno).
+pub fn cvt(r: i32) -> Result<i32, i32> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r)
+    }
+}
+
+/// A path as a C string.
+pub fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
