@@ -18,7 +18,10 @@ pub mod uio;
 pub mod vfs;
 pub mod vnode;
 
+pub use buf::{Buf, BufCache, BufStats};
 pub use cred::Cred;
+pub use kthread::{kthread_create, KThread, Syncer};
+pub use lock::{KCondvar, KMutex, KRwLock, RW_READER, RW_WRITER};
 pub use errno::{Errno, KResult};
 pub use types::*;
 pub use uio::{Uio, UioRw};

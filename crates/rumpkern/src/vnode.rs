@@ -28,8 +28,11 @@
 //!    are not parent and child (rename) in increasing inode number;
 //! 3. driver-internal locks (node data, allocation maps);
 //! 4. buffer locks (`buf.rs`);
-//! 5. the vcache mutex (`VCache::state`), held only briefly; `inactive` and
-//!    `reclaim` run under it and therefore must not call back into the vcache.
+//! 5. the vcache mutex (`VCache::state`), held only briefly and never across
+//!    a driver call: `inactive` and `reclaim` run outside it while the vnode
+//!    is marked busy (a `vcache_get` for that number waits). A driver must
+//!    not drop its last reference to a vnode while it holds a buffer that
+//!    the vnode's `inactive` could need.
 //!
 //! The vnode lock is a reader/writer lock taken by the wrappers on
 //! [`VnodeRef`] (the `VOP_*` calls), never by drivers themselves. Each method
@@ -191,8 +194,10 @@ pub trait VnodeOps: Send + Sync + 'static {
     }
 
     /// The last reference went away. Return `true` to have the vnode
-    /// reclaimed now (e.g. link count 0: free the inode here). `vp`: held by
-    /// the vcache mutex, no other reference exists; must not call vcache.
+    /// reclaimed now (e.g. link count 0: free the inode here). `vp`: no
+    /// reference exists and the vnode is busy in the vcache (a `vcache_get`
+    /// for this number waits until inactive/reclaim are done), so this must
+    /// not call `vcache_get` for its own number.
     fn inactive(&self, vp: &Vnode) -> KResult<bool> {
         Ok(false)
     }
@@ -228,6 +233,9 @@ pub struct Vnode {
     reclaimed: AtomicBool,
     /// Generation in the free list (for LRU bookkeeping).
     free_seq: AtomicU64,
+    /// Being inactivated or reclaimed (outside the vcache mutex): vcache_get
+    /// waits until this clears. Changed only under the vcache mutex.
+    busy: AtomicBool,
     data: Box<dyn VnodeOps>,
 }
 
@@ -777,6 +785,7 @@ impl VCache {
         let mut st = self.state.lock();
         loop {
             match st.map.get(&ino) {
+                Some(Slot::Live(vp)) if vp.busy.load(Ordering::Acquire) => self.loaded.wait(&mut st),
                 Some(Slot::Live(vp)) => {
                     let vp = vp.clone();
                     if vp.usecount.fetch_add(1, Ordering::AcqRel) == 0 {
@@ -803,6 +812,7 @@ impl VCache {
                     usecount: AtomicUsize::new(1),
                     reclaimed: AtomicBool::new(false),
                     free_seq: AtomicU64::new(0),
+                    busy: AtomicBool::new(false),
                     data,
                 });
                 st.map.insert(ino, Slot::Live(vp.clone()));
@@ -823,10 +833,17 @@ impl VCache {
         self.state.lock().map.contains_key(&ino)
     }
 
+    /// The last reference to `vp` may be going. `inactive` and `reclaim` run
+    /// *outside* the vcache mutex (they may do I/O and take buffer locks,
+    /// which rank above it); meanwhile the vnode is marked busy and
+    /// `vcache_get` for its number waits.
     fn vrele_last(&self, vp: &Arc<Vnode>) {
-        let mut st = self.state.lock();
-        if vp.usecount.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return; // revived by vcache_get meanwhile
+        {
+            let _st = self.state.lock();
+            if vp.usecount.fetch_sub(1, Ordering::AcqRel) != 1 {
+                return; // revived by vcache_get meanwhile
+            }
+            vp.busy.store(true, Ordering::Release);
         }
         let recycle = match vp.data.inactive(vp) {
             Ok(r) => r,
@@ -835,22 +852,32 @@ impl VCache {
                 false
             }
         };
+        let mut victims = Vec::new();
         if recycle || self.max_free == 0 {
-            Self::reclaim_locked(&mut st, vp);
+            victims.push(vp.clone());
         } else {
+            let mut st = self.state.lock();
             st.seq += 1;
             let s = st.seq;
             vp.free_seq.store(s, Ordering::Release);
+            vp.busy.store(false, Ordering::Release);
             st.free.push_back((vp.ino, s));
             st.nfree += 1;
             while st.nfree > self.max_free {
                 let Some((ino, s)) = st.free.pop_front() else { break };
                 let victim = match st.map.get(&ino) {
-                    Some(Slot::Live(v)) if v.usecount.load(Ordering::Acquire) == 0 && v.free_seq.load(Ordering::Acquire) == s => v.clone(),
+                    Some(Slot::Live(v))
+                        if v.usecount.load(Ordering::Acquire) == 0
+                            && v.free_seq.load(Ordering::Acquire) == s
+                            && !v.busy.load(Ordering::Acquire) =>
+                    {
+                        v.clone()
+                    }
                     _ => continue, // stale entry: revived or already gone
                 };
                 st.nfree -= 1;
-                Self::reclaim_locked(&mut st, &victim);
+                victim.busy.store(true, Ordering::Release);
+                victims.push(victim);
             }
             // Keep the stale-entry queue from growing without bound.
             if st.free.len() > 2 * self.max_free.max(64) {
@@ -863,39 +890,60 @@ impl VCache {
                     .collect();
                 st.free = keep;
             }
+            drop(st);
+            self.loaded.notify_all();
         }
+        self.reclaim_busy(&victims);
     }
 
-    fn reclaim_locked(st: &mut VcState, vp: &Arc<Vnode>) {
-        if let Err(e) = vp.data.reclaim(vp) {
-            log::warn!("reclaim of inode {} failed: {}", vp.ino, e);
+    /// Reclaim vnodes already marked busy by the caller (no references),
+    /// outside the mutex, then drop them from the map and wake waiters.
+    fn reclaim_busy(&self, victims: &[Arc<Vnode>]) {
+        if victims.is_empty() {
+            return;
         }
-        vp.reclaimed.store(true, Ordering::Release);
-        if let Some(Slot::Live(cur)) = st.map.get(&vp.ino) {
-            if Arc::ptr_eq(cur, vp) {
-                st.map.remove(&vp.ino);
+        for v in victims {
+            if let Err(e) = v.data.reclaim(v) {
+                log::warn!("reclaim of inode {} failed: {}", v.ino, e);
+            }
+            v.reclaimed.store(true, Ordering::Release);
+        }
+        let mut st = self.state.lock();
+        for v in victims {
+            if let Some(Slot::Live(cur)) = st.map.get(&v.ino) {
+                if Arc::ptr_eq(cur, v) {
+                    st.map.remove(&v.ino);
+                }
             }
         }
+        drop(st);
+        self.loaded.notify_all();
     }
 
     /// Reclaim every unreferenced vnode (unmount, or memory pressure).
-    /// Returns how many vnodes are still referenced.
+    /// Returns how many vnodes are still in the cache (referenced ones).
     pub(crate) fn flush(&self) -> usize {
-        let mut st = self.state.lock();
-        let idle: Vec<Arc<Vnode>> = st
-            .map
-            .values()
-            .filter_map(|s| match s {
-                Slot::Live(v) if v.usecount.load(Ordering::Acquire) == 0 => Some(v.clone()),
-                _ => None,
-            })
-            .collect();
-        for v in &idle {
-            Self::reclaim_locked(&mut st, v);
-        }
-        st.free.clear();
-        st.nfree = 0;
-        st.map.len()
+        let idle: Vec<Arc<Vnode>> = {
+            let mut st = self.state.lock();
+            let idle: Vec<Arc<Vnode>> = st
+                .map
+                .values()
+                .filter_map(|s| match s {
+                    Slot::Live(v) if v.usecount.load(Ordering::Acquire) == 0 && !v.busy.load(Ordering::Acquire) => {
+                        Some(v.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            for v in &idle {
+                v.busy.store(true, Ordering::Release);
+            }
+            st.free.clear();
+            st.nfree = 0;
+            idle
+        };
+        self.reclaim_busy(&idle);
+        self.state.lock().map.len()
     }
 
     /// Number of vnodes in the cache, and how many of them are referenced.
