@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -117,13 +117,22 @@ fn files_dirs_links_rename_attrs() {
     fs::rename(g.path("d/e"), g.path("e2")).unwrap();
     assert_eq!(fs::read(g.path("e2/r3")).unwrap(), b"one");
     assert_eq!(fs::rename(g.path("d"), g.path("d/x")).unwrap_err().raw_os_error(), Some(libc::EINVAL));
-    // renameat2 flags cannot be honoured atomically: EINVAL, never ignored.
+    // renameat2 flags: the VFS answers EEXIST for NOREPLACE onto an
+    // existing name; what reaches p2k cannot be done atomically through
+    // VOP_RENAME and gets EINVAL, never a silently ignored flag.
     fs::write(g.path("n1"), b"a").unwrap();
     fs::write(g.path("n2"), b"b").unwrap();
-    let (c1, c2) = (cpath(&g.path("n1")), cpath(&g.path("n2")));
+    let (c1, c2, c3) = (cpath(&g.path("n1")), cpath(&g.path("n2")), cpath(&g.path("n3")));
     // SAFETY: valid paths.
     let r = unsafe { libc::renameat2(libc::AT_FDCWD, c1.as_ptr(), libc::AT_FDCWD, c2.as_ptr(), libc::RENAME_NOREPLACE) };
+    assert_eq!(cvt(r), Err(libc::EEXIST));
+    // SAFETY: valid paths.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, c1.as_ptr(), libc::AT_FDCWD, c3.as_ptr(), libc::RENAME_NOREPLACE) };
     assert_eq!(cvt(r), Err(libc::EINVAL));
+    // SAFETY: valid paths.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, c1.as_ptr(), libc::AT_FDCWD, c2.as_ptr(), libc::RENAME_EXCHANGE) };
+    assert_eq!(cvt(r), Err(libc::EINVAL));
+    assert_eq!(fs::read(g.path("n1")).unwrap(), b"a", "source untouched");
     assert_eq!(fs::read(g.path("n2")).unwrap(), b"b", "target untouched");
 
     // chmod, chown, truncate, utimes.
@@ -331,7 +340,10 @@ fn permissions_are_checked_per_caller() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = as_nobody(&format!("ls {mp}/private"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
+    // The entry private/secret is in the kernel's dentry cache (root just
+    // created it): search permission on private must still be enforced.
     let o = as_nobody(&format!("cat {mp}/private/secret"));
+    assert!(!o.status.success(), "nobody read a file inside a 0700 directory: {:?}", String::from_utf8_lossy(&o.stdout));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
     let o = as_nobody(&format!("touch {mp}/pub/new"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
@@ -354,7 +366,13 @@ fn permissions_are_checked_per_caller() {
 
 #[test]
 fn supplementary_groups_are_honoured() {
-    let g = MountGuard::rump_tmpfs("groups", &[]);
+    // Without default_permissions every check is rumpkern's, made with the
+    // groups p2k reads from /proc/<pid>/status.
+    let g = MountGuard::rump_tmpfs("groups", &["-o", "nodefault_permissions"]);
+    fs::write(g.path("rootfile"), b"r").unwrap();
+    fs::set_permissions(g.path("rootfile"), fs::Permissions::from_mode(0o600)).unwrap();
+    let o = as_nobody(&format!("cat {}/rootfile", g.mp.display()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&o.stderr));
     fs::create_dir(g.path("staff")).unwrap();
     std::os::unix::fs::chown(g.path("staff"), Some(0), Some(4242)).unwrap();
     fs::set_permissions(g.path("staff"), fs::Permissions::from_mode(0o770)).unwrap();

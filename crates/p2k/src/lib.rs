@@ -41,12 +41,19 @@
 //! # Credentials and permissions
 //!
 //! Each request runs with a [`Cred`](rumpkern::Cred) made of the caller's
-//! uid/gid and its supplementary groups (from `/proc/<pid>/status`). The
-//! permission checks happen in rumpkern's vnode wrappers, so the FUSE mount
-//! is made *without* `default_permissions`. Writes through a handle run with
-//! the opener's credential (NetBSD's `f_cred`). `allow_other` (default when
-//! the server runs as root, see [`P2kOptions`]) lets every user reach the
-//! mount; the per-request credentials then decide.
+//! uid/gid and its supplementary groups (from `/proc/<pid>/status`), and
+//! rumpkern's vnode wrappers check it on every operation. The mount is made
+//! *with* `default_permissions` all the same (see
+//! [`P2kOptions::default_permissions`]): without it the FUSE kernel module
+//! never checks search permission on directories itself and relies on the
+//! server's `lookup`, but a cached dentry skips `lookup`, so any user could
+//! reach a file inside a `0700` directory whose entry root had looked up a
+//! moment before. With it the kernel checks every path component with the
+//! cached attributes (which it keeps exact, since every change goes through
+//! it), and rumpkern checks again with the request's credentials: the more
+//! restrictive answer wins. Writes through a handle run with the opener's
+//! credential (NetBSD's `f_cred`). `allow_other` (default when the server
+//! runs as root) lets every user reach the mount; the checks then decide.
 //!
 //! # Threads
 //!
@@ -118,6 +125,11 @@ pub struct P2kOptions {
     pub subtype: Option<String>,
     /// Mount read-only (the rumpkern mount is also turned read-only).
     pub ro: bool,
+    /// Let the kernel check permissions too (`default_permissions`; default
+    /// on). Turning it off leaves every check to rumpkern, which the kernel
+    /// bypasses for cached dentries (see the crate doc): only for
+    /// single-user mounts or for comparing the two checkers.
+    pub default_permissions: bool,
 }
 
 impl Default for P2kOptions {
@@ -132,6 +144,7 @@ impl Default for P2kOptions {
             fsname: None,
             subtype: None,
             ro: false,
+            default_permissions: true,
         }
     }
 }
@@ -251,6 +264,9 @@ impl P2kServer {
             MountOption::NoSuid,
         ];
         mo.push(MountOption::Async);
+        if opts.default_permissions {
+            mo.push(MountOption::DefaultPermissions);
+        }
         let mut config = Config::default();
         config.mount_options = mo;
         config.acl = if opts.allow_other {
