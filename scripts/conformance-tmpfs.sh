@@ -20,7 +20,9 @@ bin=${RUMP_TMPFS:-$top/target/release/rump_tmpfs}
 # pjdfstest's *_enametoolong_path cases need the mount point away from /tmp
 # (its secondary directory lives in /var/tmp); use /var/tmp for both.
 work=$(mktemp -d /var/tmp/rumpfs-conf.XXXXXX)
-kmnt=$work/kernel rmnt=$work/rump
+# Both mount points have paths of the same length: pjdfstest's
+# *_enametoolong_path cases depend on it.
+kmnt=$work/kmnt rmnt=$work/rmnt
 mkdir -p "$kmnt" "$rmnt" "$out"
 cleanup() {
     for m in "$kmnt" "$rmnt"; do
