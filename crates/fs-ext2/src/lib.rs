@@ -1,5 +1,110 @@
-//! ext2fs: the second extended file system (NetBSD `sys/ufs/ext2fs`).
+//! ext2fs: the second extended file system, revisions 0 and 1, read-write
+//! (NetBSD `sys/ufs/ext2fs`; on-disk facts from e2fsprogs
+//! `lib/ext2fs/ext2_fs.h`).
 //!
-//! Work in progress: [`format`] holds the on-disk structures.
+//! Mount with [`EXT2FS`]`.mount(Some(dev), &args)` (or [`mount`] to also get
+//! the [`Ext2Fs`]). What is supported:
+//!
+//! * revisions 0 and 1, block sizes 1024 to 65536, direct and single,
+//!   double and triple indirect blocks, holes, fast and slow symlinks,
+//!   device nodes, fifos, sockets;
+//! * features `filetype`, `sparse_super`, `large_file`, `meta_bg`,
+//!   `resize_inode` and `ext_attr` (left intact), `dir_index` (hashed
+//!   directories are read linearly; a directory this driver changes loses
+//!   its index flag, as NetBSD does, and e2fsck agrees);
+//! * read-only only: `needs_recovery` (journal not replayed: recent
+//!   changes may be missing), `flex_bg` and read-only-compatible features
+//!   this driver does not maintain (`uninit_bg`, `metadata_csum`, `quota`,
+//!   `huge_file`, `dir_nlink`, ...); a read-write mount of such an image is
+//!   refused with EROFS and a message naming the feature;
+//! * refused: incompatible features it cannot read (`extent`, `64bit`,
+//!   `inline_data`, ...), with EINVAL and the feature named.
+//!
+//! A file system that was not cleanly unmounted (or has errors recorded)
+//! mounts read-only unless `-o force`. A read-write mount marks the
+//! superblock "not clean" and counts the mount; unmount marks it clean
+//! again. Reads do not update access times (as with `-o noatime`).
+//!
+//! Modules, split as NetBSD's: [`format`] (on-disk structures and
+//! validation), `bio` (block I/O), [`fs`] (the mounted file system,
+//! superblock and descriptors, inode I/O), `alloc` (block and inode
+//! allocation), `bmap` (block map, allocation on write, truncation), `dir`
+//! (directory entries), [`vnops`] (vnode operations), `vfsops`.
 
+mod alloc;
+mod bio;
+mod bmap;
+mod dir;
 pub mod format;
+pub mod fs;
+mod vfsops;
+pub mod vnops;
+
+use std::sync::Arc;
+
+use rumpkern::dev::BlockDevice;
+use rumpkern::{Errno, FsType, KResult, Mount, MountArgs};
+
+pub use format::Refusal;
+pub use fs::Ext2Fs;
+pub use vnops::Ext2Node;
+
+/// The ext2 file system type (register it with `rumpkern::vfs::register`).
+pub struct Ext2Type;
+
+/// The ext2 type: name "ext2fs", aliases "ext2", "ext3", "ext4".
+pub static EXT2FS: Ext2Type = Ext2Type;
+
+/// Mount options this driver knows (others are logged and ignored; the
+/// front ends handle their own, such as `blkio=` and `cache=`).
+const KNOWN_OPTIONS: &[&str] = &["noatime", "relatime", "errors", "blkio", "cache"];
+
+impl FsType for Ext2Type {
+    fn name(&self) -> &'static str {
+        "ext2fs"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["ext2", "ext3", "ext4"]
+    }
+
+    /// The superblock magic at offset 1024 and a geometry that validates.
+    fn probe(&self, dev: &dyn BlockDevice) -> bool {
+        let mut raw = vec![0u8; format::SUPERBLOCK_SIZE];
+        if dev.size() < format::SUPERBLOCK_OFFSET + raw.len() as u64 || dev.read_at(format::SUPERBLOCK_OFFSET, &mut raw).is_err() {
+            return false;
+        }
+        match format::Superblock::parse(&raw) {
+            Ok(sb) => format::Geometry::new(&sb, dev.size()).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Mount `dev`. Errors: ENODEV without a device; EINVAL for a
+    /// corrupt superblock or an unsupported incompatible feature; EROFS
+    /// when read-write was asked for but only read-only is possible (the
+    /// log says which field or feature).
+    fn mount(&self, dev: Option<Arc<dyn BlockDevice>>, args: &MountArgs) -> KResult<Arc<Mount>> {
+        mount(dev, args).map(|(mp, _)| mp)
+    }
+}
+
+/// Mount and also return the [`Ext2Fs`] (for statistics and tests).
+pub fn mount(dev: Option<Arc<dyn BlockDevice>>, args: &MountArgs) -> KResult<(Arc<Mount>, Arc<Ext2Fs>)> {
+    let dev = dev.ok_or(Errno::ENODEV)?;
+    for (k, _) in &args.options {
+        if !KNOWN_OPTIONS.contains(&k.as_str()) {
+            log::warn!("ext2fs: ignoring unknown option {k}");
+        }
+    }
+    let fs = Ext2Fs::open(dev, !args.rdonly, args.force).map_err(|r| {
+        log::error!("ext2fs: cannot mount: {r}");
+        r.errno
+    })?;
+    let mp = Mount::new("ext2fs", fs.rdonly);
+    if let Some(why) = &fs.ro_reason {
+        mp.set_prop("ro_reason", why);
+    }
+    mp.set_ops(Box::new(vfsops::Ext2Vfs { fs: fs.clone() }));
+    Ok((mp, fs))
+}

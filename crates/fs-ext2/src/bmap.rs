@@ -1,0 +1,255 @@
+//! Logical to physical block mapping through the inode's block map: 12
+//! direct pointers, then single, double and triple indirect blocks
+//! (NetBSD `ext2fs_bmap.c`, `ext2fs_balloc.c`, and the truncate half of
+//! `ext2fs_inode.c`).
+//!
+//! Every pointer read from an indirect block is checked to lie inside the
+//! file system; a bad one is a corruption (EIO), never followed. The depth
+//! is fixed (at most three levels), so no walk can loop.
+
+use rumpkern::{Errno, KResult};
+
+use crate::alloc;
+use crate::format::*;
+use crate::fs::Ext2Fs;
+
+/// Where logical block `lbn` hangs: the `i_block` slot and the indexes
+/// inside each level of indirect blocks (empty for direct blocks).
+pub(crate) fn lbn_path(fs: &Ext2Fs, lbn: u64) -> KResult<(usize, Vec<usize>)> {
+    let apb = fs.geo.addr_per_block as u64;
+    if lbn < NDIR_BLOCKS as u64 {
+        return Ok((lbn as usize, Vec::new()));
+    }
+    let mut q = lbn - NDIR_BLOCKS as u64;
+    if q < apb {
+        return Ok((IND_BLOCK, vec![q as usize]));
+    }
+    q -= apb;
+    if q < apb * apb {
+        return Ok((DIND_BLOCK, vec![(q / apb) as usize, (q % apb) as usize]));
+    }
+    q -= apb * apb;
+    if q < apb * apb * apb {
+        return Ok((TIND_BLOCK, vec![(q / (apb * apb)) as usize, ((q / apb) % apb) as usize, (q % apb) as usize]));
+    }
+    Err(Errno::EFBIG)
+}
+
+/// A few indirect blocks kept for the length of one operation, so a
+/// sequential read does not re-read the same indirect block per data block.
+#[derive(Default)]
+pub(crate) struct MapCache {
+    ents: Vec<(u64, Vec<u8>)>,
+}
+
+impl MapCache {
+    fn get(&mut self, fs: &Ext2Fs, bno: u64) -> KResult<&[u8]> {
+        if let Some(i) = self.ents.iter().position(|(b, _)| *b == bno) {
+            return Ok(&self.ents[i].1);
+        }
+        let data = fs.bio.bread(bno)?;
+        if self.ents.len() >= 4 {
+            self.ents.remove(0);
+        }
+        self.ents.push((bno, data));
+        let last = self.ents.len() - 1;
+        Ok(&self.ents[last].1)
+    }
+
+    /// Forget a block (it was rewritten).
+    fn forget(&mut self, bno: u64) {
+        self.ents.retain(|(b, _)| *b != bno);
+    }
+}
+
+/// Check a pointer found in the block map of inode `ino`.
+fn check_ptr(fs: &Ext2Fs, ino: u32, p: u64) -> KResult<u64> {
+    if fs.geo.valid_block(p) {
+        Ok(p)
+    } else {
+        Err(fs.corrupt(format_args!("inode {ino}: block pointer {p} outside the file system")))
+    }
+}
+
+/// Physical block of logical block `lbn` of the inode with map `blocks`;
+/// `None` for a hole.
+pub(crate) fn bmap(fs: &Ext2Fs, ino: u32, blocks: &[u32; N_BLOCKS], lbn: u64, mc: &mut MapCache) -> KResult<Option<u64>> {
+    let (slot, path) = lbn_path(fs, lbn)?;
+    let mut p = blocks.get(slot).copied().ok_or(Errno::EIO)? as u64;
+    for idx in path {
+        if p == 0 {
+            return Ok(None);
+        }
+        check_ptr(fs, ino, p)?;
+        let b = mc.get(fs, p)?;
+        p = le32(b, idx * 4)? as u64;
+    }
+    if p == 0 {
+        return Ok(None);
+    }
+    check_ptr(fs, ino, p).map(Some)
+}
+
+/// Sectors (i_blocks units) of one block.
+pub(crate) fn sectors(fs: &Ext2Fs) -> u64 {
+    (fs.geo.block_size / 512) as u64
+}
+
+/// Physical block of `lbn` in `inode` (number `ino`), allocating it and any
+/// missing indirect blocks (zero-filled before they are linked). Returns
+/// (block, newly allocated). The caller writes the inode afterwards
+/// (`i_block` and `i_blocks` change here) and fills a new data block
+/// completely before anyone reads it.
+pub(crate) fn bmap_alloc(fs: &Ext2Fs, ino: u32, inode: &mut Inode, lbn: u64, goal: u64, mc: &mut MapCache) -> KResult<(u64, bool)> {
+    let (slot, path) = lbn_path(fs, lbn)?;
+    let mut goal = goal;
+    let cur = *inode.block.get(slot).ok_or(Errno::EIO)? as u64;
+    let mut p = if cur == 0 {
+        let b = alloc::alloc_block(fs, goal)?;
+        inode.blocks += sectors(fs);
+        if !path.is_empty() {
+            if let Err(e) = fs.bio.bzero(b, 1) {
+                let _ = alloc::free_block(fs, b);
+                inode.blocks -= sectors(fs);
+                return Err(e);
+            }
+        }
+        if let Some(s) = inode.block.get_mut(slot) {
+            *s = b as u32;
+        }
+        if path.is_empty() {
+            return Ok((b, true));
+        }
+        b
+    } else {
+        check_ptr(fs, ino, cur)?
+    };
+    goal = p + 1;
+    let n = path.len();
+    for (level, idx) in path.into_iter().enumerate() {
+        let last = level + 1 == n;
+        let next = le32(mc.get(fs, p)?, idx * 4)? as u64;
+        if next != 0 {
+            let next = check_ptr(fs, ino, next)?;
+            if last {
+                return Ok((next, false));
+            }
+            p = next;
+            goal = p + 1;
+            continue;
+        }
+        let nb = alloc::alloc_block(fs, goal)?;
+        inode.blocks += sectors(fs);
+        if !last {
+            if let Err(e) = fs.bio.bzero(nb, 1) {
+                let _ = alloc::free_block(fs, nb);
+                inode.blocks -= sectors(fs);
+                return Err(e);
+            }
+        }
+        // Link it into the indirect block.
+        let mut ib = mc.get(fs, p)?.to_vec();
+        put32(&mut ib, idx * 4, nb as u32)?;
+        mc.forget(p);
+        if let Err(e) = fs.bio.bwrite(p, &ib) {
+            let _ = alloc::free_block(fs, nb);
+            inode.blocks -= sectors(fs);
+            return Err(e);
+        }
+        if last {
+            return Ok((nb, true));
+        }
+        p = nb;
+        goal = nb + 1;
+    }
+    Err(Errno::EIO)
+}
+
+/// Number of logical blocks one pointer at `level` covers (0 = a data
+/// block itself).
+fn span(fs: &Ext2Fs, level: u32) -> u64 {
+    (fs.geo.addr_per_block as u64).pow(level)
+}
+
+/// Free every block of the subtree rooted at `p` (an indirect block of
+/// `level` >= 1 or a data block at level 0) whose logical block is at
+/// least `keep`; the subtree starts at logical block `first`. Returns
+/// whether the pointer `p` itself was freed (its slot must be cleared).
+/// Freed blocks are pushed to `freed`.
+fn trunc_tree(fs: &Ext2Fs, ino: u32, p: u64, level: u32, first: u64, keep: u64, freed: &mut Vec<u64>) -> KResult<bool> {
+    if !fs.geo.valid_block(p) {
+        // Do not free garbage; drop the pointer.
+        fs.corrupt(format_args!("inode {ino}: block pointer {p} outside the file system (dropped)"));
+        return Ok(first >= keep);
+    }
+    if level == 0 {
+        if first >= keep {
+            freed.push(p);
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    let child_span = span(fs, level - 1);
+    let mut b = fs.bio.bread(p)?;
+    let mut changed = false;
+    for i in 0..fs.geo.addr_per_block as usize {
+        let cfirst = first + i as u64 * child_span;
+        if cfirst + child_span <= keep {
+            continue; // entirely kept
+        }
+        let c = le32(&b, i * 4)? as u64;
+        if c == 0 {
+            continue;
+        }
+        if trunc_tree(fs, ino, c, level - 1, cfirst, keep, freed)? {
+            put32(&mut b, i * 4, 0)?;
+            changed = true;
+        }
+    }
+    if first >= keep {
+        freed.push(p);
+        return Ok(true);
+    }
+    if changed {
+        fs.bio.bwrite(p, &b)?;
+    }
+    Ok(false)
+}
+
+/// Cut the block map of `inode` down to its first `keep` logical blocks.
+/// Clears the pointers (indirect blocks written, `inode.block` and
+/// `inode.blocks` updated) and returns the blocks to free; the caller
+/// writes the inode first and frees them after (so a crash leaves blocks
+/// marked used but unreferenced, which e2fsck repairs, never a block
+/// referenced twice).
+pub(crate) fn truncate_map(fs: &Ext2Fs, ino: u32, inode: &mut Inode, keep: u64) -> KResult<Vec<u64>> {
+    let mut freed = Vec::new();
+    let apb = fs.geo.addr_per_block as u64;
+    let starts = [
+        (IND_BLOCK, 1u32, NDIR_BLOCKS as u64),
+        (DIND_BLOCK, 2, NDIR_BLOCKS as u64 + apb),
+        (TIND_BLOCK, 3, NDIR_BLOCKS as u64 + apb + apb * apb),
+    ];
+    for i in 0..NDIR_BLOCKS {
+        let p = inode.block[i] as u64;
+        if p != 0 && i as u64 >= keep {
+            if fs.geo.valid_block(p) {
+                freed.push(p);
+            } else {
+                fs.corrupt(format_args!("inode {ino}: block pointer {p} outside the file system (dropped)"));
+            }
+            inode.block[i] = 0;
+        }
+    }
+    for (slot, level, first) in starts {
+        let p = inode.block[slot] as u64;
+        if p == 0 || first + span(fs, level) <= keep {
+            continue;
+        }
+        if trunc_tree(fs, ino, p, level, first, keep, &mut freed)? {
+            inode.block[slot] = 0;
+        }
+    }
+    inode.blocks = inode.blocks.saturating_sub(freed.len() as u64 * sectors(fs));
+    Ok(freed)
+}

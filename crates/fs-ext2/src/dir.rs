@@ -1,0 +1,253 @@
+//! Directories: linear scan, insertion with record splitting, removal with
+//! coalescing (NetBSD `ext2fs_lookup.c`: `ext2fs_lookup`,
+//! `ext2fs_direnter`, `ext2fs_dirremove`, `ext2fs_dirempty`).
+//!
+//! Hashed (dir_index) directories are read linearly: their leaves are
+//! ordinary directory blocks and the index lives inside entries that a
+//! linear scan skips (the `..` entry of block 0 covers the root of the
+//! index, interior index blocks are one empty entry spanning the block).
+//! A directory this driver modifies loses `EXT2_INDEX_FL` first, as NetBSD
+//! does, so that e2fsck (and Linux) read it linearly from then on.
+//!
+//! Every entry is checked against its block (`format::dirent_at`); a bad
+//! one makes the operation fail with EIO. Walks are bounded by the
+//! directory's size, which is bounded by its block map.
+
+use rumpkern::{Errno, KResult};
+
+use crate::bmap::{self, MapCache};
+use crate::format::*;
+use crate::fs::Ext2Fs;
+
+/// One entry found by a scan.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub ino: u32,
+    pub ftype: u8,
+    /// Byte offset of the entry in the directory.
+    pub offset: u64,
+}
+
+/// Number of whole blocks in directory `d`.
+pub(crate) fn dir_blocks(fs: &Ext2Fs, d: &Inode) -> u64 {
+    d.size / fs.geo.block_size as u64
+}
+
+/// Read directory block `lbn` of directory `dino`; `None` for a hole
+/// (a corruption e2fsck repairs; skipped by readers).
+pub(crate) fn read_dir_block(fs: &Ext2Fs, dino: u32, d: &Inode, lbn: u64, mc: &mut MapCache) -> KResult<Option<(u64, Vec<u8>)>> {
+    match bmap::bmap(fs, dino, &d.block, lbn, mc)? {
+        None => Ok(None),
+        Some(p) => Ok(Some((p, fs.bio.bread(p)?))),
+    }
+}
+
+/// Call `f(offset_in_block, header, name)` for each entry of `blk`; stops
+/// early when `f` returns `Some`.
+pub(crate) fn scan_block<T>(
+    fs: &Ext2Fs,
+    dino: u32,
+    blk: &[u8],
+    mut f: impl FnMut(usize, &DirentHdr, &[u8]) -> Option<T>,
+) -> KResult<Option<T>> {
+    let mut off = 0;
+    while off < blk.len() {
+        let h = dirent_at(blk, off, fs.geo.filetype)
+            .map_err(|_| fs.corrupt(format_args!("directory {dino}: bad entry at offset {off} of a block")))?;
+        let name = blk.get(off + DIRENT_HDR..off + DIRENT_HDR + h.name_len).ok_or(Errno::EIO)?;
+        if let Some(t) = f(off, &h, name) {
+            return Ok(Some(t));
+        }
+        off += h.rec_len;
+    }
+    Ok(None)
+}
+
+/// Find `name` in directory `d` (number `dino`).
+pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<Option<Found>> {
+    let bs = fs.geo.block_size as u64;
+    let mut mc = MapCache::default();
+    for lbn in 0..dir_blocks(fs, d) {
+        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let r = scan_block(fs, dino, &blk, |off, h, n| {
+            (h.ino != 0 && n == name).then(|| Found { ino: h.ino, ftype: h.ftype, offset: lbn * bs + off as u64 })
+        })?;
+        if r.is_some() {
+            return Ok(r);
+        }
+    }
+    Ok(None)
+}
+
+/// Is directory `d` empty (only `.`, `..` and unused entries)?
+pub(crate) fn is_empty(fs: &Ext2Fs, dino: u32, d: &Inode) -> KResult<bool> {
+    let mut mc = MapCache::default();
+    for lbn in 0..dir_blocks(fs, d) {
+        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let r = scan_block(fs, dino, &blk, |_, h, n| (h.ino != 0 && n != b"." && n != b"..").then_some(()))?;
+        if r.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Entries of directory `d` from byte offset `start`: calls
+/// `f(name, ino, ftype, next_offset)` until it returns false. An offset
+/// that does not fall on an entry (the directory changed since the cookie
+/// was handed out) resumes at the next entry of its block.
+pub(crate) fn readdir(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    start: u64,
+    f: &mut dyn FnMut(&[u8], u32, u8, u64) -> bool,
+) -> KResult<()> {
+    let bs = fs.geo.block_size as u64;
+    let mut mc = MapCache::default();
+    let mut lbn = start / bs;
+    while lbn < dir_blocks(fs, d) {
+        let base = lbn * bs;
+        if let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? {
+            let stopped = scan_block(fs, dino, &blk, |off, h, n| {
+                let pos = base + off as u64;
+                if pos < start || h.ino == 0 {
+                    return None;
+                }
+                let next = pos + h.rec_len as u64;
+                if f(n, h.ino, h.ftype, next) {
+                    None
+                } else {
+                    Some(())
+                }
+            })?;
+            if stopped.is_some() {
+                return Ok(());
+            }
+        }
+        lbn += 1;
+    }
+    Ok(())
+}
+
+/// Rewrite the inode number (and type) of the entry named `name`; returns
+/// the old inode number. Errors: ENOENT, EIO.
+pub(crate) fn set_entry(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8], ino: u32, ftype: u8) -> KResult<u32> {
+    let mut mc = MapCache::default();
+    for lbn in 0..dir_blocks(fs, d) {
+        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let hit = scan_block(fs, dino, &blk, |off, h, n| (h.ino != 0 && n == name).then_some((off, *h)))?;
+        if let Some((off, h)) = hit {
+            let nh = DirentHdr { ino, ftype: if fs.geo.filetype { ftype } else { 0 }, ..h };
+            put_dirent(&mut blk, off, &nh, fs.geo.filetype)?;
+            fs.bio.bwrite(p, &blk)?;
+            return Ok(h.ino);
+        }
+    }
+    Err(Errno::ENOENT)
+}
+
+/// Remove the entry `name` (which must point at `ino`): the space goes to
+/// the previous entry of its block, or the entry is marked unused when it
+/// is the first. Returns the removed entry's type. Errors: ENOENT, EIO.
+pub(crate) fn remove_entry(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8], ino: u32) -> KResult<u8> {
+    let mut mc = MapCache::default();
+    for lbn in 0..dir_blocks(fs, d) {
+        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let mut prev: Option<(usize, DirentHdr)> = None;
+        let hit = scan_block(fs, dino, &blk, |off, h, n| {
+            if h.ino != 0 && n == name {
+                return Some((off, *h, prev));
+            }
+            prev = Some((off, *h));
+            None
+        })?;
+        if let Some((off, h, prev)) = hit {
+            if h.ino != ino {
+                return Err(Errno::ENOENT);
+            }
+            match prev {
+                Some((poff, ph)) => {
+                    let nh = DirentHdr { rec_len: ph.rec_len + h.rec_len, ..ph };
+                    put_dirent(&mut blk, poff, &nh, fs.geo.filetype)?;
+                }
+                None => {
+                    let nh = DirentHdr { ino: 0, ..h };
+                    put_dirent(&mut blk, off, &nh, fs.geo.filetype)?;
+                }
+            }
+            fs.bio.bwrite(p, &blk)?;
+            return Ok(h.ftype);
+        }
+    }
+    Err(Errno::ENOENT)
+}
+
+/// Add the entry `name` → `ino` to directory `d`, in the first block with
+/// room (splitting an entry's slack), else in a new block appended to the
+/// directory. `d.size`, `d.block`, `d.blocks` may change: the caller
+/// writes the inode (before or after, see `vnops`). Returns true if the
+/// directory grew. Errors: ENOSPC, EFBIG, EIO.
+pub(crate) fn add_entry(fs: &Ext2Fs, dino: u32, d: &mut Inode, name: &[u8], ino: u32, ftype: u8) -> KResult<bool> {
+    let need = dirent_size(name.len());
+    let ft = if fs.geo.filetype { ftype } else { 0 };
+    let bs = fs.geo.block_size as usize;
+    let mut mc = MapCache::default();
+    let nblocks = dir_blocks(fs, d);
+    for lbn in 0..nblocks {
+        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let slot = scan_block(fs, dino, &blk, |off, h, _| {
+            if h.ino == 0 && h.rec_len >= need {
+                return Some((off, *h, true));
+            }
+            let used = dirent_size(h.name_len);
+            (h.ino != 0 && h.rec_len >= used + need).then_some((off, *h, false))
+        })?;
+        let Some((off, h, unused)) = slot else { continue };
+        let (eoff, rec_len) = if unused {
+            (off, h.rec_len)
+        } else {
+            let used = dirent_size(h.name_len);
+            put_dirent(&mut blk, off, &DirentHdr { rec_len: used, ..h }, fs.geo.filetype)?;
+            (off + used, h.rec_len - used)
+        };
+        write_entry(&mut blk, eoff, rec_len, name, ino, ft, fs.geo.filetype)?;
+        fs.bio.bwrite(p, &blk)?;
+        return Ok(false);
+    }
+    // Append a block.
+    let goal = match nblocks.checked_sub(1) {
+        Some(l) => bmap::bmap(fs, dino, &d.block, l, &mut mc)?.map(|b| b + 1).unwrap_or(0),
+        None => 0,
+    };
+    let goal = if goal == 0 { group_goal(fs, dino) } else { goal };
+    let (p, _) = bmap::bmap_alloc(fs, dino, d, nblocks, goal, &mut mc)?;
+    let mut blk = vec![0u8; bs];
+    write_entry(&mut blk, 0, bs, name, ino, ft, fs.geo.filetype)?;
+    fs.bio.bwrite(p, &blk)?;
+    d.size += bs as u64;
+    Ok(true)
+}
+
+fn write_entry(blk: &mut [u8], off: usize, rec_len: usize, name: &[u8], ino: u32, ft: u8, filetype: bool) -> KResult<()> {
+    put_dirent(blk, off, &DirentHdr { ino, rec_len, name_len: name.len(), ftype: ft }, filetype)?;
+    let dst = blk.get_mut(off + DIRENT_HDR..off + DIRENT_HDR + name.len()).ok_or(Errno::EIO)?;
+    dst.copy_from_slice(name);
+    Ok(())
+}
+
+/// The first block of inode `ino`'s group: the allocation goal for a file
+/// with no blocks yet.
+pub(crate) fn group_goal(fs: &Ext2Fs, ino: u32) -> u64 {
+    fs.geo.group_first_block(fs.geo.ino_group(ino))
+}
+
+/// A new directory's first block: `.` and `..`.
+pub(crate) fn empty_dir_block(fs: &Ext2Fs, ino: u32, parent: u32) -> KResult<Vec<u8>> {
+    let bs = fs.geo.block_size as usize;
+    let mut blk = vec![0u8; bs];
+    let ft = if fs.geo.filetype { ftype::DIR } else { 0 };
+    write_entry(&mut blk, 0, 12, b".", ino, ft, fs.geo.filetype)?;
+    write_entry(&mut blk, 12, bs - 12, b"..", parent, ft, fs.geo.filetype)?;
+    Ok(blk)
+}

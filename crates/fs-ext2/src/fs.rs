@@ -1,0 +1,310 @@
+//! The mounted file system: geometry, superblock and group descriptors in
+//! memory, inode I/O, corruption reporting (NetBSD `ext2fs_vfsops.c`:
+//! `ext2fs_mountfs`, `ext2fs_sbupdate`, `ext2fs_cgupdate`).
+//!
+//! # Locking
+//!
+//! [`Ext2Fs::meta`] guards the superblock, the group descriptors and every
+//! read-modify-write of a block shared between files: bitmaps, inode table
+//! blocks, descriptor blocks. It is a leaf below the node mutexes
+//! (`Ext2Node::inner`): take a node's mutex first, then `meta`; never the
+//! other way round, never two node mutexes at once, and never the vnode
+//! cache while holding either.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rumpkern::dev::BlockDevice;
+use rumpkern::{Errno, KResult, Timespec};
+
+use crate::bio::Bio;
+use crate::format::*;
+
+/// Lock a mutex, going on after a panic elsewhere poisoned it.
+pub(crate) fn lk<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Superblock and descriptors as kept in memory.
+pub(crate) struct Meta {
+    pub sb: Superblock,
+    pub gds: Vec<GroupDesc>,
+    /// Raw descriptor table blocks (fields not decoded are kept).
+    pub gd_raw: Vec<Vec<u8>>,
+    /// Descriptor blocks changed since the last write-back.
+    pub gd_dirty: Vec<bool>,
+    pub sb_dirty: bool,
+}
+
+/// One mounted ext2 file system.
+pub struct Ext2Fs {
+    pub(crate) bio: Bio,
+    pub(crate) geo: Geometry,
+    pub(crate) meta: Mutex<Meta>,
+    /// Mounted read-only (then nothing is ever written).
+    pub(crate) rdonly: bool,
+    /// A corruption was already logged (log the first only, in detail).
+    corrupt_logged: AtomicBool,
+    /// Why read-write was refused (logged), if it was.
+    pub(crate) ro_reason: Option<String>,
+}
+
+impl Ext2Fs {
+    /// Read and validate the superblock and descriptors of `dev`.
+    /// `want_rw`: the caller asked for read-write; `force`: mount a dirty
+    /// file system read-write anyway. Returns the file system and whether
+    /// it is read-only (by request, feature or state).
+    pub fn open(dev: Arc<dyn BlockDevice>, want_rw: bool, force: bool) -> Result<Arc<Ext2Fs>, Refusal> {
+        let dev_size = dev.size();
+        if dev_size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
+            return Err(Refusal::bad("device", format!("{dev_size} bytes: too small for an ext2 file system")));
+        }
+        let mut raw = vec![0u8; SUPERBLOCK_SIZE];
+        dev.read_at(SUPERBLOCK_OFFSET, &mut raw).map_err(|e| Refusal::bad("superblock", format!("read error {e}")))?;
+        let sb = Superblock::parse(&raw)?;
+        let geo = Geometry::new(&sb, dev_size)?;
+        let ro_feature = sb.check_features()?;
+        let mut rdonly = !want_rw;
+        let mut ro_reason = None;
+        if want_rw {
+            if let Some(r) = &ro_feature {
+                return Err(r.clone());
+            }
+            if dev.is_read_only() {
+                return Err(Refusal::rdonly("device", "opened read-only"));
+            }
+            if sb.state & STATE_VALID == 0 || sb.state & STATE_ERROR != 0 {
+                let what = if sb.state & STATE_ERROR != 0 { "has errors" } else { "was not cleanly unmounted" };
+                if force {
+                    log::warn!("ext2fs: file system {what} (s_state {:#x}); mounting read-write because of -o force", sb.state);
+                } else {
+                    let msg = format!("file system {what} (s_state {:#x}): mounted read-only; run e2fsck, or mount with -o force", sb.state);
+                    log::warn!("ext2fs: {msg}");
+                    ro_reason = Some(msg);
+                    rdonly = true;
+                }
+            }
+        }
+        if let Some(r) = &ro_feature {
+            log::info!("ext2fs: read-only: {r}");
+        }
+        let bio = Bio::new(dev, geo.block_size, geo.blocks_count);
+        // Group descriptor table.
+        let nblk = geo.gdt_blocks as usize;
+        let mut gd_raw = Vec::with_capacity(nblk);
+        let mut gds = Vec::with_capacity(geo.groups as usize);
+        for i in 0..geo.gdt_blocks {
+            let loc = geo.gdt_block_location(i);
+            if !(loc < geo.blocks_count) {
+                return Err(Refusal::bad("group descriptors", format!("descriptor block {i} at {loc}, past the end")));
+            }
+            let b = bio.bread(loc).map_err(|e| Refusal::bad("group descriptors", format!("read error {e}")))?;
+            for j in 0..geo.descs_per_block {
+                let g = i * geo.descs_per_block + j;
+                if g >= geo.groups {
+                    break;
+                }
+                let off = (j * geo.desc_size) as usize;
+                let d = b.get(off..).and_then(|s| GroupDesc::parse(s, geo.is64).ok()).ok_or_else(|| Refusal::bad("group descriptors", "short block"))?;
+                d.check(g, &geo)?;
+                gds.push(d);
+            }
+            gd_raw.push(b);
+        }
+        let meta = Meta { sb, gd_dirty: vec![false; gd_raw.len()], gds, gd_raw, sb_dirty: false };
+        let fs = Arc::new(Ext2Fs { bio, geo, meta: Mutex::new(meta), rdonly, corrupt_logged: AtomicBool::new(false), ro_reason });
+        // The root must be a directory.
+        let root = fs.read_inode(ROOT_INO).map_err(|e| Refusal::bad("root inode", format!("unreadable: {e}")))?;
+        if root.ifmt() != 0o040000 || root.links == 0 {
+            return Err(Refusal::bad("root inode", format!("mode {:o}, {} links: not a directory", root.mode, root.links)));
+        }
+        {
+            let mut m = lk(&fs.meta);
+            // Summary counts from the descriptors (Linux does the same).
+            let fb: u64 = m.gds.iter().map(|d| d.free_blocks as u64).sum();
+            let fi: u64 = m.gds.iter().map(|d| d.free_inodes as u64).sum();
+            if m.sb.free_blocks_count as u64 != fb || m.sb.free_inodes_count as u64 != fi {
+                log::debug!("ext2fs: superblock free counts {}/{} differ from the descriptors' {fb}/{fi}", m.sb.free_blocks_count, m.sb.free_inodes_count);
+            }
+            m.sb.free_blocks_count = fb.min(u32::MAX as u64) as u32;
+            m.sb.free_inodes_count = fi.min(u32::MAX as u64) as u32;
+            if !fs.rdonly {
+                // Mark the file system as in use, count the mount.
+                let now = Timespec::now().sec;
+                m.sb.state &= !STATE_VALID;
+                m.sb.mnt_count = m.sb.mnt_count.wrapping_add(1);
+                m.sb.mtime = now as u32;
+                m.sb.wtime = now as u32;
+                if m.sb.max_mnt_count > 0 && m.sb.mnt_count as i32 >= m.sb.max_mnt_count as i32 {
+                    log::warn!("ext2fs: maximal mount count reached, running e2fsck is recommended");
+                }
+                m.sb_dirty = true;
+                drop(m);
+                fs.write_meta().map_err(|e| Refusal::bad("superblock", format!("write error {e}")))?;
+            }
+        }
+        Ok(fs)
+    }
+
+    /// Log a corruption (the first one in detail) and return EIO. On a
+    /// read-write mount the superblock's ERROR state is set, so the next
+    /// mount knows to run e2fsck.
+    pub(crate) fn corrupt(&self, what: std::fmt::Arguments<'_>) -> Errno {
+        if !self.corrupt_logged.swap(true, Ordering::AcqRel) {
+            log::error!("ext2fs: corrupt file system: {what}");
+        } else {
+            log::debug!("ext2fs: corrupt: {what}");
+        }
+        if !self.rdonly {
+            let mut m = lk(&self.meta);
+            if m.sb.state & STATE_ERROR == 0 {
+                m.sb.state |= STATE_ERROR;
+                m.sb_dirty = true;
+            }
+        }
+        Errno::EIO
+    }
+
+    /// Geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// A copy of the superblock as kept in memory.
+    pub fn superblock(&self) -> Superblock {
+        lk(&self.meta).sb.clone()
+    }
+
+    /// Block and byte offset of inode `ino` in its inode table.
+    fn inode_location(&self, m: &Meta, ino: u32) -> KResult<(u64, usize)> {
+        if ino == 0 || ino > self.geo.inodes_count {
+            return Err(self.corrupt(format_args!("inode number {ino} out of range")));
+        }
+        let g = self.geo.ino_group(ino);
+        let idx = (ino - 1) % self.geo.inodes_per_group;
+        let gd = m.gds.get(g as usize).ok_or(Errno::EIO)?;
+        let blk = gd.inode_table + (idx / self.geo.inodes_per_block) as u64;
+        let off = ((idx % self.geo.inodes_per_block) * self.geo.inode_size) as usize;
+        Ok((blk, off))
+    }
+
+    /// Read inode `ino` from the inode table.
+    pub fn read_inode(&self, ino: u32) -> KResult<Inode> {
+        let (blk, off) = {
+            let m = lk(&self.meta);
+            self.inode_location(&m, ino)?
+        };
+        let b = self.bio.bread(blk)?;
+        let raw = b.get(off..off + self.geo.inode_size as usize).ok_or(Errno::EIO)?;
+        Inode::parse(raw)
+    }
+
+    /// Write inode `ino` back to the inode table (read-modify-write of its
+    /// table block under the metadata lock).
+    pub fn write_inode(&self, ino: u32, inode: &Inode) -> KResult<()> {
+        if self.rdonly {
+            return Err(Errno::EROFS);
+        }
+        let bytes = inode.to_bytes()?;
+        let m = lk(&self.meta);
+        let (blk, off) = self.inode_location(&m, ino)?;
+        let mut b = self.bio.bread(blk)?;
+        b.get_mut(off..off + bytes.len()).ok_or(Errno::EIO)?.copy_from_slice(&bytes);
+        self.bio.bwrite(blk, &b)?;
+        drop(m);
+        Ok(())
+    }
+
+    /// Write back the superblock and changed descriptor blocks.
+    pub fn write_meta(&self) -> KResult<()> {
+        if self.rdonly {
+            return Ok(());
+        }
+        let mut m = lk(&self.meta);
+        self.write_meta_locked(&mut m)
+    }
+
+    pub(crate) fn write_meta_locked(&self, m: &mut Meta) -> KResult<()> {
+        for i in 0..m.gd_raw.len() {
+            if !m.gd_dirty.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let per = self.geo.descs_per_block;
+            let mut blk = m.gd_raw.get(i).cloned().ok_or(Errno::EIO)?;
+            for j in 0..per {
+                let g = (i as u32) * per + j;
+                let Some(d) = m.gds.get(g as usize) else { break };
+                let off = (j * self.geo.desc_size) as usize;
+                d.store(blk.get_mut(off..).ok_or(Errno::EIO)?, self.geo.is64)?;
+            }
+            self.bio.bwrite(self.geo.gdt_block_location(i as u32), &blk)?;
+            if let Some(r) = m.gd_raw.get_mut(i) {
+                *r = blk;
+            }
+            if let Some(d) = m.gd_dirty.get_mut(i) {
+                *d = false;
+            }
+        }
+        if m.sb_dirty {
+            m.sb.wtime = Timespec::now().sec as u32;
+            let bytes = m.sb.to_bytes();
+            self.bio.write_bytes(SUPERBLOCK_OFFSET, &bytes)?;
+            m.sb_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Write everything back and make it durable.
+    pub fn sync(&self) -> KResult<()> {
+        if self.rdonly {
+            return Ok(());
+        }
+        self.write_meta()?;
+        self.bio.flush()
+    }
+
+    /// Last step of unmount: mark the file system clean (unless an error
+    /// was recorded) and write everything back.
+    pub fn unmount(&self) -> KResult<()> {
+        if self.rdonly {
+            return Ok(());
+        }
+        {
+            let mut m = lk(&self.meta);
+            if m.sb.state & STATE_ERROR == 0 {
+                m.sb.state |= STATE_VALID;
+            }
+            m.sb_dirty = true;
+        }
+        self.sync()
+    }
+
+    /// Free blocks, free inodes, reserved blocks (statvfs).
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let m = lk(&self.meta);
+        (m.sb.free_blocks_count as u64, m.sb.free_inodes_count as u64, m.sb.r_blocks_count as u64)
+    }
+
+    /// Blocks used by metadata that never holds file data (Linux
+    /// `ext2_statfs` "overhead"): the area before the first group and, per
+    /// group, the superblock and descriptor copies, the bitmaps and the
+    /// inode table.
+    pub fn overhead(&self) -> u64 {
+        let g = &self.geo;
+        let mut o = g.first_data_block as u64;
+        let sb = lk(&self.meta).sb.reserved_gdt_blocks as u64;
+        for grp in 0..g.groups {
+            if g.group_has_super(grp) {
+                o += 1;
+                if !g.meta_bg {
+                    o += g.gdt_blocks as u64 + sb;
+                }
+            }
+            o += 2 + g.itb_per_group as u64;
+        }
+        if g.meta_bg {
+            o += g.gdt_blocks as u64;
+        }
+        o.min(g.blocks_count)
+    }
+}

@@ -1,0 +1,892 @@
+//! Vnode operations (NetBSD `ext2fs_vnops.c`, `ext2fs_readwrite.c`,
+//! `ext2fs_inode.c`, `ext2fs_rename.c`).
+//!
+//! # Nodes and locking
+//!
+//! An [`Ext2Node`] is the in-memory inode of one vnode: its number, its
+//! type and the decoded on-disk inode under `inner`. Changes are written
+//! through to the inode table at once (`Ext2Fs::write_inode`), so a node
+//! is never dirty and reclaim has nothing to write.
+//!
+//! The `VnodeRef` wrappers hold the vnode locks (directory exclusive for
+//! every name operation); on top of that a node's `inner` mutex guards its
+//! inode. Rules (see also `fs.rs`): one `inner` at a time, `inner` before
+//! the metadata lock, and no `inner` held while calling the vnode cache or
+//! dropping a `VnodeRef` (inactive runs under the cache's mutex and takes
+//! `inner`). Operations on a child (rmdir's victim, rename's source and
+//! target) take the child's vnode lock after the parent's, per the lock
+//! order.
+//!
+//! # Ordering of metadata writes
+//!
+//! A new inode is written before the entry that names it; an entry is
+//! cleared before the link count drops and the inode is freed (in
+//! `inactive`, once the last reference goes, so open-but-unlinked files
+//! keep working); freed blocks are released after the inode no longer
+//! points at them. A crash leaves at most leaked blocks or inodes and
+//! wrong counts, which `e2fsck -p` repairs.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rumpkern::types::ioflag;
+use rumpkern::types::mode::*;
+use rumpkern::{
+    genfs, Cred, DirEntry, DirFiller, Errno, KResult, Mount, PathConf, SetAttr, SetTime, Timespec, Uio, VType, Vattr, Vnode,
+    VnodeOps, VnodeRef,
+};
+
+use crate::alloc;
+use crate::bmap::{self, MapCache};
+use crate::dir;
+use crate::format::*;
+use crate::fs::{lk, Ext2Fs};
+
+/// The driver data of one vnode.
+pub struct Ext2Node {
+    fs: Arc<Ext2Fs>,
+    ino: u32,
+    vtype: VType,
+    inner: Mutex<Inode>,
+}
+
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+fn now() -> (i64, u32) {
+    let t = Timespec::now();
+    (t.sec, t.nsec)
+}
+
+fn ts(t: (i64, u32)) -> Timespec {
+    Timespec::new(t.0, t.1)
+}
+
+/// VType of an inode mode; None for an invalid type.
+fn vtype_of(mode: u16) -> Option<VType> {
+    VType::from_mode(mode as u32)
+}
+
+fn vtype_of_ftype(ft: u8) -> Option<VType> {
+    Some(match ft {
+        ftype::REG => VType::Reg,
+        ftype::DIR => VType::Dir,
+        ftype::CHRDEV => VType::Chr,
+        ftype::BLKDEV => VType::Blk,
+        ftype::FIFO => VType::Fifo,
+        ftype::SOCK => VType::Sock,
+        ftype::SYMLINK => VType::Lnk,
+        _ => return None,
+    })
+}
+
+/// The ext2 node behind a vnode of this driver.
+fn node(vp: &Vnode) -> KResult<&Ext2Node> {
+    vp.data::<Ext2Node>().ok_or(Errno::EXDEV)
+}
+
+/// Load inode `ino` as a vnode (a vcache miss).
+fn load(fs: &Arc<Ext2Fs>, ino: u32) -> KResult<(VType, Box<dyn VnodeOps>)> {
+    let inode = fs.read_inode(ino)?;
+    let Some(vt) = vtype_of(inode.mode) else {
+        return Err(fs.corrupt(format_args!("inode {ino}: invalid mode {:o}", inode.mode)));
+    };
+    if inode.links == 0 {
+        return Err(fs.corrupt(format_args!("inode {ino}: referenced but has no links")));
+    }
+    if inode.flags & (iflags::EXTENTS | iflags::INLINE_DATA) != 0 {
+        return Err(fs.corrupt(format_args!("inode {ino}: extent or inline-data inode on a file system without those features")));
+    }
+    if vt == VType::Dir && inode.size % fs.geo.block_size as u64 != 0 {
+        log::warn!("ext2fs: directory {ino}: size {} not a multiple of the block size", inode.size);
+    }
+    Ok((vt, Box::new(Ext2Node { fs: fs.clone(), ino, vtype: vt, inner: Mutex::new(inode) })))
+}
+
+/// The referenced vnode of inode `ino` on mount `mp`.
+pub(crate) fn vget(fs: &Arc<Ext2Fs>, mp: &Arc<Mount>, ino: u32) -> KResult<VnodeRef> {
+    if ino == 0 || ino > fs.geo.inodes_count || (ino < fs.geo.first_ino && ino != ROOT_INO) {
+        return Err(fs.corrupt(format_args!("directory entry points at inode {ino}")));
+    }
+    mp.vcache_get(ino as u64, || load(fs, ino))
+}
+
+impl Ext2Node {
+    /// Inode number.
+    pub fn ino(&self) -> u32 {
+        self.ino
+    }
+
+    /// A copy of the inode as it is now.
+    pub fn inode(&self) -> Inode {
+        lk(&self.inner).clone()
+    }
+
+    fn mp(&self, vp: &Vnode) -> KResult<Arc<Mount>> {
+        vp.mount().ok_or(Errno::EIO)
+    }
+
+    fn write(&self, i: &Inode) -> KResult<()> {
+        self.fs.write_inode(self.ino, i)
+    }
+
+    fn vattr(&self, i: &Inode, fsid: u64) -> Vattr {
+        let bs = self.fs.geo.block_size;
+        let bytes = if i.flags & iflags::HUGE_FILE != 0 { i.blocks * bs as u64 } else { i.blocks * 512 };
+        Vattr {
+            vtype: self.vtype,
+            mode: i.mode as u32 & ALLPERMS,
+            nlink: i.links as u32,
+            uid: i.uid,
+            gid: i.gid,
+            fsid,
+            ino: self.ino as u64,
+            size: i.size,
+            blksize: bs,
+            bytes,
+            atime: ts(i.atime),
+            mtime: ts(i.mtime),
+            ctime: ts(i.ctime),
+            birthtime: i.crtime.map(ts).unwrap_or(Timespec::ZERO),
+            gen: i.generation,
+            rdev: if matches!(self.vtype, VType::Chr | VType::Blk) { i.rdev() } else { 0 },
+            flags: i.flags,
+        }
+    }
+
+    /// Does this inode's block map hold block pointers (as opposed to a
+    /// fast symlink's target or a device number)?
+    fn has_block_map(&self, i: &Inode) -> bool {
+        match self.vtype {
+            VType::Reg | VType::Dir => true,
+            VType::Lnk => !i.is_fast_symlink(self.fs.geo.block_size),
+            _ => false,
+        }
+    }
+
+    /// Before changing a directory's entries: drop the hashed index flag
+    /// (the index would go stale), as NetBSD does.
+    fn dir_prepare(&self, d: &mut Inode) -> KResult<()> {
+        if d.flags & iflags::INDEX != 0 {
+            d.flags &= !iflags::INDEX;
+            self.write(d)?;
+        }
+        Ok(())
+    }
+
+    /// Set the size of a regular file (truncate or extend with a hole).
+    fn truncate(&self, i: &mut Inode, size: u64) -> KResult<()> {
+        let fs = &self.fs;
+        if size > fs.geo.max_file_size {
+            return Err(Errno::EFBIG);
+        }
+        let bs = fs.geo.block_size as u64;
+        if size < i.size {
+            let keep = size.div_ceil(bs);
+            let freed = bmap::truncate_map(fs, self.ino, i, keep)?;
+            // Zero the tail of a partial last block, so that a later
+            // extension reads zeros there.
+            if size % bs != 0 {
+                let mut mc = MapCache::default();
+                if let Some(p) = bmap::bmap(fs, self.ino, &i.block, size / bs, &mut mc)? {
+                    let mut b = fs.bio.bread(p)?;
+                    if let Some(t) = b.get_mut((size % bs) as usize..) {
+                        t.fill(0);
+                    }
+                    fs.bio.bwrite(p, &b)?;
+                }
+            }
+            i.size = size;
+            self.write(i)?;
+            alloc::free_blocks(fs, &freed)?;
+        } else {
+            self.note_size(size)?;
+            i.size = size;
+        }
+        Ok(())
+    }
+
+    /// A regular file grows to `size`: turn on large_file when it passes
+    /// 2 GiB on a file system without it.
+    fn note_size(&self, size: u64) -> KResult<()> {
+        if size > i32::MAX as u64 {
+            let mut m = lk(&self.fs.meta);
+            if m.sb.feature_ro_compat & ro_compat::LARGE_FILE == 0 {
+                if m.sb.rev_level < DYNAMIC_REV {
+                    return Err(Errno::EFBIG);
+                }
+                m.sb.feature_ro_compat |= ro_compat::LARGE_FILE;
+                m.sb_dirty = true;
+                self.fs.write_meta_locked(&mut m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Free everything of an inode whose last link and last reference are
+    /// gone: its blocks, then the inode.
+    fn release(&self) -> KResult<()> {
+        let fs = &self.fs;
+        let mut i = lk(&self.inner);
+        let freed = if self.has_block_map(&i) { bmap::truncate_map(fs, self.ino, &mut i, 0)? } else { Vec::new() };
+        i.block = [0; N_BLOCKS];
+        i.size = 0;
+        i.dtime = now().0 as u32;
+        i.blocks = if i.file_acl != 0 { i.blocks } else { 0 };
+        self.write(&i)?;
+        drop(i);
+        let r1 = alloc::free_blocks(fs, &freed);
+        let r2 = alloc::free_inode(fs, self.ino, self.vtype == VType::Dir);
+        r1.and(r2)
+    }
+
+    /// Create a node of type `ifmt` named `name` in this directory.
+    /// `init` fills in type-specific content of the fresh inode (blocks
+    /// it allocates are recorded in the inode, so a failure frees them).
+    fn make_node(
+        &self,
+        dvp: &Vnode,
+        name: &[u8],
+        ifmt: u32,
+        perm: u32,
+        cred: &Cred,
+        init: &dyn Fn(&Ext2Fs, u32, &mut Inode) -> KResult<()>,
+    ) -> KResult<VnodeRef> {
+        let fs = &self.fs;
+        let mp = self.mp(dvp)?;
+        let is_dir = ifmt == S_IFDIR;
+        let dva = {
+            let d = lk(&self.inner);
+            if d.links == 0 {
+                return Err(Errno::ENOENT);
+            }
+            if is_dir && d.links as u32 >= LINK_MAX {
+                return Err(Errno::EMLINK);
+            }
+            self.vattr(&d, 0)
+        };
+        if name.len() > NAME_LEN {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let gid = genfs::new_file_gid(&dva, cred);
+        let perm = if is_dir { genfs::new_dir_mode(&dva, perm) } else { genfs::new_file_mode(perm, gid, cred) };
+        let ino = alloc::alloc_inode(fs, self.ino, is_dir)?;
+        let t = now();
+        let mut i = Inode::new_empty(fs.geo.inode_size);
+        i.mode = (ifmt | (perm & ALLPERMS)) as u16;
+        i.uid = cred.uid;
+        i.gid = gid;
+        i.links = if is_dir { 2 } else { 1 };
+        i.atime = t;
+        i.mtime = t;
+        i.ctime = t;
+        if i.extra_isize >= 24 {
+            i.crtime = Some(t);
+        }
+        i.generation = GENERATION.fetch_add(1, Ordering::Relaxed).wrapping_add(t.1);
+        let undo = |i: &mut Inode| {
+            if matches!(ifmt, S_IFREG | S_IFDIR) || (ifmt == S_IFLNK && !i.is_fast_symlink(fs.geo.block_size)) {
+                if let Ok(freed) = bmap::truncate_map(fs, ino, i, 0) {
+                    let _ = alloc::free_blocks(fs, &freed);
+                }
+            }
+            i.links = 0;
+            i.dtime = now().0 as u32;
+            let _ = fs.write_inode(ino, i);
+            let _ = alloc::free_inode(fs, ino, is_dir);
+        };
+        if let Err(e) = init(fs, ino, &mut i).and_then(|_| fs.write_inode(ino, &i)) {
+            undo(&mut i);
+            return Err(e);
+        }
+        // The inode is on disk; now the entry that names it.
+        let r = {
+            let mut d = lk(&self.inner);
+            let r = self.dir_prepare(&mut d).and_then(|_| dir::add_entry(fs, self.ino, &mut d, name, ino, ftype_of_mode(ifmt)));
+            match r {
+                Ok(_) => {
+                    if is_dir {
+                        d.links += 1;
+                    }
+                    d.mtime = t;
+                    d.ctime = t;
+                    self.write(&d)
+                }
+                Err(e) => {
+                    // add_entry may have grown the directory before failing.
+                    let _ = self.write(&d);
+                    Err(e)
+                }
+            }
+        };
+        if let Err(e) = r {
+            undo(&mut i);
+            return Err(e);
+        }
+        vget(fs, &mp, ino)
+    }
+
+    /// Look up `name` in this directory (inner taken here).
+    fn find(&self, name: &[u8]) -> KResult<dir::Found> {
+        let d = lk(&self.inner);
+        if d.links == 0 {
+            return Err(Errno::ENOENT);
+        }
+        dir::lookup(&self.fs, self.ino, &d, name)?.ok_or(Errno::ENOENT)
+    }
+
+    /// Change a node's link count by `delta` (ctime too) and write it.
+    fn adjust_links(&self, delta: i32) -> KResult<()> {
+        let mut i = lk(&self.inner);
+        let n = i.links as i32 + delta;
+        if n < 0 {
+            return Err(self.fs.corrupt(format_args!("inode {}: link count below zero", self.ino)));
+        }
+        if n as u32 > LINK_MAX {
+            return Err(Errno::EMLINK);
+        }
+        i.links = n as u16;
+        i.ctime = now();
+        self.write(&i)
+    }
+
+    /// Remove entry `name` (pointing at `ino`) from this directory, with
+    /// `dir_links` added to the directory's own link count.
+    fn unlink_entry(&self, name: &[u8], ino: u32, dir_links: i32) -> KResult<()> {
+        let mut d = lk(&self.inner);
+        self.dir_prepare(&mut d)?;
+        dir::remove_entry(&self.fs, self.ino, &d, name, ino)?;
+        let t = now();
+        d.mtime = t;
+        d.ctime = t;
+        d.links = (d.links as i32 + dir_links).max(0) as u16;
+        self.write(&d)
+    }
+}
+
+impl VnodeOps for Ext2Node {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn getattr(&self, vp: &Vnode) -> KResult<Vattr> {
+        let fsid = vp.mount().map(|m| m.fsid()).unwrap_or(0);
+        let i = lk(&self.inner);
+        Ok(self.vattr(&i, fsid))
+    }
+
+    fn setattr(&self, _vp: &Vnode, sa: &SetAttr, _cred: &Cred) -> KResult<()> {
+        if self.fs.rdonly {
+            return Err(Errno::EROFS);
+        }
+        if sa.flags.is_some() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let mut i = lk(&self.inner);
+        let t = now();
+        if let Some(size) = sa.size {
+            if self.vtype != VType::Reg {
+                return Err(if self.vtype == VType::Dir { Errno::EISDIR } else { Errno::EINVAL });
+            }
+            if size != i.size {
+                self.truncate(&mut i, size)?;
+                i.mtime = t;
+            }
+        }
+        if let Some(m) = sa.mode {
+            i.mode = ((i.mode as u32 & S_IFMT) | (m & ALLPERMS)) as u16;
+        }
+        if let Some(u) = sa.uid {
+            i.uid = u;
+        }
+        if let Some(g) = sa.gid {
+            i.gid = g;
+        }
+        let set = |st: &SetTime| match st {
+            SetTime::Now => t,
+            SetTime::At(x) => (x.sec, x.nsec),
+        };
+        if let Some(a) = &sa.atime {
+            i.atime = set(a);
+        }
+        if let Some(m) = &sa.mtime {
+            i.mtime = set(m);
+        }
+        if let Some(b) = sa.birthtime {
+            if i.crtime.is_some() {
+                i.crtime = Some((b.sec, b.nsec));
+            }
+        }
+        i.ctime = t;
+        self.write(&i)
+    }
+
+    fn lookup(&self, dvp: &Vnode, name: &[u8]) -> KResult<VnodeRef> {
+        let mp = self.mp(dvp)?;
+        if self.vtype != VType::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        let f = self.find(name)?;
+        if name == b"." {
+            if f.ino != self.ino {
+                return Err(self.fs.corrupt(format_args!("directory {}: '.' points at {}", self.ino, f.ino)));
+            }
+        }
+        vget(&self.fs, &mp, f.ino)
+    }
+
+    fn create(&self, dvp: &Vnode, name: &[u8], mode: u32, cred: &Cred) -> KResult<VnodeRef> {
+        self.make_node(dvp, name, S_IFREG, mode, cred, &|_, _, _| Ok(()))
+    }
+
+    fn mknod(&self, dvp: &Vnode, name: &[u8], vtype: VType, mode: u32, rdev: u64, cred: &Cred) -> KResult<VnodeRef> {
+        let ifmt = match vtype {
+            VType::Chr | VType::Blk | VType::Fifo | VType::Sock | VType::Reg => vtype.ifmt(),
+            _ => return Err(Errno::EINVAL),
+        };
+        let dev = matches!(vtype, VType::Chr | VType::Blk);
+        self.make_node(dvp, name, ifmt, mode, cred, &|_, _, i| {
+            if dev {
+                i.set_rdev(rdev);
+            }
+            Ok(())
+        })
+    }
+
+    fn mkdir(&self, dvp: &Vnode, name: &[u8], mode: u32, cred: &Cred) -> KResult<VnodeRef> {
+        let parent = self.ino;
+        self.make_node(dvp, name, S_IFDIR, mode, cred, &|fs, ino, i| {
+            let b = alloc::alloc_block(fs, dir::group_goal(fs, ino))?;
+            i.block[0] = b as u32;
+            i.blocks = bmap::sectors(fs);
+            i.size = fs.geo.block_size as u64;
+            let blk = dir::empty_dir_block(fs, ino, parent)?;
+            fs.bio.bwrite(b, &blk)
+        })
+    }
+
+    fn symlink(&self, dvp: &Vnode, name: &[u8], target: &[u8], cred: &Cred) -> KResult<VnodeRef> {
+        let fs = &self.fs;
+        if target.len() >= fs.geo.block_size as usize || target.len() >= rumpkern::PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        self.make_node(dvp, name, S_IFLNK, 0o777, cred, &|fs, ino, i| {
+            i.size = target.len() as u64;
+            if target.len() <= FAST_SYMLINK_MAX {
+                let dst = i.raw.get_mut(40..40 + target.len()).ok_or(Errno::EIO)?;
+                dst.copy_from_slice(target);
+                let mut blocks = [0u32; N_BLOCKS];
+                for (k, b) in blocks.iter_mut().enumerate() {
+                    *b = le32(&i.raw, 40 + 4 * k)?;
+                }
+                i.block = blocks;
+                return Ok(());
+            }
+            let b = alloc::alloc_block(fs, dir::group_goal(fs, ino))?;
+            i.block[0] = b as u32;
+            i.blocks = bmap::sectors(fs);
+            let mut blk = vec![0u8; fs.geo.block_size as usize];
+            blk.get_mut(..target.len()).ok_or(Errno::EIO)?.copy_from_slice(target);
+            fs.bio.bwrite(b, &blk)
+        })
+    }
+
+    fn link(&self, _dvp: &Vnode, vp: &Vnode, name: &[u8]) -> KResult<()> {
+        let n = node(vp)?;
+        if !Arc::ptr_eq(&n.fs, &self.fs) {
+            return Err(Errno::EXDEV);
+        }
+        {
+            let d = lk(&self.inner);
+            if d.links == 0 {
+                return Err(Errno::ENOENT);
+            }
+        }
+        let ft = {
+            let i = lk(&n.inner);
+            if i.links == 0 {
+                return Err(Errno::ENOENT);
+            }
+            if i.links as u32 >= LINK_MAX {
+                return Err(Errno::EMLINK);
+            }
+            ftype_of_mode(i.ifmt())
+        };
+        n.adjust_links(1)?;
+        let r = {
+            let mut d = lk(&self.inner);
+            let r = self.dir_prepare(&mut d).and_then(|_| dir::add_entry(&self.fs, self.ino, &mut d, name, n.ino, ft));
+            let t = now();
+            d.mtime = t;
+            d.ctime = t;
+            let w = self.write(&d);
+            r.and(w)
+        };
+        if let Err(e) = r {
+            let _ = n.adjust_links(-1);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn remove(&self, dvp: &Vnode, name: &[u8]) -> KResult<()> {
+        let mp = self.mp(dvp)?;
+        let f = self.find(name)?;
+        let vp = vget(&self.fs, &mp, f.ino)?;
+        if vp.vtype() == VType::Dir {
+            return Err(Errno::EISDIR);
+        }
+        let n = node(&vp)?;
+        self.unlink_entry(name, f.ino, 0)?;
+        let r = n.adjust_links(-1);
+        drop(vp);
+        r
+    }
+
+    fn rmdir(&self, dvp: &Vnode, name: &[u8]) -> KResult<()> {
+        let mp = self.mp(dvp)?;
+        let f = self.find(name)?;
+        let vp = vget(&self.fs, &mp, f.ino)?;
+        let r = (|| {
+            if vp.vtype() != VType::Dir {
+                return Err(Errno::ENOTDIR);
+            }
+            if vp.ino() == dvp.ino() {
+                return Err(Errno::EINVAL);
+            }
+            let _vl = vp.lock_exclusive();
+            let n = node(&vp)?;
+            {
+                let i = lk(&n.inner);
+                if !dir::is_empty(&self.fs, n.ino, &i)? {
+                    return Err(Errno::ENOTEMPTY);
+                }
+            }
+            self.unlink_entry(name, n.ino, -1)?;
+            let mut i = lk(&n.inner);
+            i.links = 0;
+            i.ctime = now();
+            n.write(&i)
+        })();
+        drop(vp);
+        r
+    }
+
+    fn rename(&self, fdvp: &Vnode, fname: &[u8], tdvp: &Vnode, tname: &[u8], _cred: &Cred) -> KResult<()> {
+        let fs = &self.fs;
+        let mp = self.mp(fdvp)?;
+        let tdir = node(tdvp)?;
+        let fdir = self;
+        if !Arc::ptr_eq(&tdir.fs, fs) {
+            return Err(Errno::EXDEV);
+        }
+        let src = fdir.find(fname)?;
+        let tgt = match tdir.find(tname) {
+            Ok(t) => Some(t),
+            Err(e) if e == Errno::ENOENT => None,
+            Err(e) => return Err(e),
+        };
+        if tgt.as_ref().is_some_and(|t| t.ino == src.ino) {
+            return Ok(()); // hard links of the same file: nothing to do
+        }
+        let svp = vget(fs, &mp, src.ino)?;
+        let tvp = match &tgt {
+            Some(t) => Some(vget(fs, &mp, t.ino)?),
+            None => None,
+        };
+        let r = (|| {
+            let sdir = svp.vtype() == VType::Dir;
+            let moved = sdir && fdvp.ino() != tdvp.ino();
+            if sdir {
+                genfs::rename_check_ancestry(&svp, tdvp)?;
+            }
+            let _sl = svp.lock_exclusive();
+            let snode = node(&svp)?;
+            let _tl;
+            if let Some(tvp) = &tvp {
+                let tdirp = tvp.vtype() == VType::Dir;
+                if sdir && !tdirp {
+                    return Err(Errno::ENOTDIR);
+                }
+                if !sdir && tdirp {
+                    return Err(Errno::EISDIR);
+                }
+                if tvp.ino() == fdvp.ino() || tvp.ino() == tdvp.ino() {
+                    return Err(Errno::ENOTEMPTY); // the source's own parent
+                }
+                _tl = tvp.lock_exclusive();
+                if tdirp {
+                    let tn = node(tvp)?;
+                    let i = lk(&tn.inner);
+                    if !dir::is_empty(fs, tn.ino, &i)? {
+                        return Err(Errno::ENOTEMPTY);
+                    }
+                }
+            }
+            if moved && tvp.is_none() {
+                let d = lk(&tdir.inner);
+                if d.links as u32 >= LINK_MAX {
+                    return Err(Errno::EMLINK);
+                }
+            }
+            let ft = ftype_of_mode(svp.vtype().ifmt());
+            // 1. One more link while both names exist (crash safety).
+            snode.adjust_links(1)?;
+            // 2. The new name.
+            let step2 = match &tvp {
+                Some(tvp) => (|| {
+                    let tn = node(tvp)?;
+                    {
+                        let mut d = lk(&tdir.inner);
+                        tdir.dir_prepare(&mut d)?;
+                        dir::set_entry(fs, tdir.ino, &d, tname, src.ino, ft)?;
+                        let t = now();
+                        d.mtime = t;
+                        d.ctime = t;
+                        // A replaced directory's ".." no longer counts; a
+                        // moved-in directory's does.
+                        if tvp.vtype() == VType::Dir && !moved {
+                            d.links = d.links.saturating_sub(1);
+                        }
+                        tdir.write(&d)?;
+                    }
+                    let mut i = lk(&tn.inner);
+                    i.links = if tvp.vtype() == VType::Dir { 0 } else { i.links.saturating_sub(1) };
+                    i.ctime = now();
+                    tn.write(&i)
+                })(),
+                None => (|| {
+                    let mut d = lk(&tdir.inner);
+                    tdir.dir_prepare(&mut d)?;
+                    let r = dir::add_entry(fs, tdir.ino, &mut d, tname, src.ino, ft);
+                    if r.is_ok() {
+                        let t = now();
+                        d.mtime = t;
+                        d.ctime = t;
+                        if moved {
+                            d.links += 1;
+                        }
+                    }
+                    let w = tdir.write(&d);
+                    r.and(w).map(|_| ())
+                })(),
+            };
+            if let Err(e) = step2 {
+                let _ = snode.adjust_links(-1);
+                return Err(e);
+            }
+            // 3. The old name goes.
+            fdir.unlink_entry(fname, src.ino, if moved { -1 } else { 0 })?;
+            // 4. Back to the right link count; a moved directory's "..".
+            let mut i = lk(&snode.inner);
+            i.links = i.links.saturating_sub(1);
+            i.ctime = now();
+            if moved {
+                dir::set_entry(fs, snode.ino, &i, b"..", tdir.ino, ftype::DIR)?;
+            }
+            snode.write(&i)
+        })();
+        drop(tvp);
+        drop(svp);
+        r
+    }
+
+    fn read(&self, _vp: &Vnode, uio: &mut Uio<'_>, _ioflag: u32) -> KResult<()> {
+        let fs = &self.fs;
+        let (size, blocks) = {
+            let i = lk(&self.inner);
+            (i.size, i.block)
+        };
+        let bs = fs.geo.block_size as u64;
+        let mut mc = MapCache::default();
+        let mut buf = vec![0u8; bs as usize];
+        while uio.resid() > 0 && uio.offset < size {
+            let off = uio.offset;
+            let lbn = off / bs;
+            let boff = (off % bs) as usize;
+            let n = ((bs as usize - boff) as u64).min(size - off).min(uio.resid() as u64) as usize;
+            match bmap::bmap(fs, self.ino, &blocks, lbn, &mut mc)? {
+                None => {
+                    uio.uiomove_zero(n);
+                }
+                Some(p) => {
+                    fs.bio.bread_into(p, &mut buf)?;
+                    uio.uiomove_out(buf.get(boff..boff + n).ok_or(Errno::EIO)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, _vp: &Vnode, uio: &mut Uio<'_>, ioflag: u32, cred: &Cred) -> KResult<()> {
+        let fs = &self.fs;
+        if fs.rdonly {
+            return Err(Errno::EROFS);
+        }
+        let mut i = lk(&self.inner);
+        if ioflag & ioflag::IO_APPEND != 0 {
+            uio.offset = i.size;
+        }
+        if uio.resid() == 0 {
+            return Ok(());
+        }
+        let max = fs.geo.max_file_size;
+        if uio.offset >= max {
+            return Err(Errno::EFBIG);
+        }
+        let room = max - uio.offset;
+        if (uio.resid() as u64) > room {
+            uio.truncate_resid(room as usize);
+        }
+        let end = uio.offset + uio.resid() as u64;
+        if end > i.size {
+            self.note_size(end)?;
+        }
+        let bs = fs.geo.block_size as u64;
+        let mut mc = MapCache::default();
+        let mut buf = vec![0u8; bs as usize];
+        let mut goal = 0u64;
+        let mut err = None;
+        while uio.resid() > 0 {
+            let off = uio.offset;
+            let lbn = off / bs;
+            let boff = (off % bs) as usize;
+            let n = (bs as usize - boff).min(uio.resid());
+            if goal == 0 {
+                goal = match lbn.checked_sub(1) {
+                    Some(prev) => bmap::bmap(fs, self.ino, &i.block, prev, &mut mc).ok().flatten().map(|b| b + 1).unwrap_or(0),
+                    None => 0,
+                };
+                if goal == 0 {
+                    goal = dir::group_goal(fs, self.ino);
+                }
+            }
+            let (p, fresh) = match bmap::bmap_alloc(fs, self.ino, &mut i, lbn, goal, &mut mc) {
+                Ok(x) => x,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            };
+            goal = p + 1;
+            if fresh {
+                buf.fill(0);
+            } else if n < bs as usize {
+                if let Err(e) = fs.bio.bread_into(p, &mut buf) {
+                    err = Some(e);
+                    break;
+                }
+            }
+            let Some(dst) = buf.get_mut(boff..boff + n) else {
+                err = Some(Errno::EIO);
+                break;
+            };
+            uio.uiomove_in(dst);
+            if let Err(e) = fs.bio.bwrite(p, &buf) {
+                err = Some(e);
+                break;
+            }
+            if uio.offset > i.size {
+                i.size = uio.offset;
+            }
+        }
+        let t = now();
+        i.mtime = t;
+        i.ctime = t;
+        if !cred.is_root() && i.mode as u32 & (S_ISUID | S_ISGID) != 0 {
+            let mut m = i.mode as u32 & !S_ISUID;
+            if m & 0o010 != 0 {
+                m &= !S_ISGID;
+            }
+            i.mode = m as u16;
+        }
+        self.write(&i)?;
+        if ioflag & (ioflag::IO_SYNC | ioflag::IO_DSYNC) != 0 {
+            fs.sync()?;
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn fsync(&self, _vp: &Vnode, _datasync: bool) -> KResult<()> {
+        self.fs.sync()
+    }
+
+    fn readdir(&self, _vp: &Vnode, offset: u64, filler: &mut DirFiller<'_>) -> KResult<()> {
+        let fs = &self.fs;
+        let d = lk(&self.inner).clone();
+        if d.links == 0 {
+            return Ok(());
+        }
+        let mut err = None;
+        dir::readdir(fs, self.ino, &d, offset, &mut |name, ino, ft, next| {
+            let vt = match vtype_of_ftype(ft) {
+                Some(v) => v,
+                None => match fs.read_inode(ino).ok().and_then(|i| vtype_of(i.mode)) {
+                    Some(v) => v,
+                    None => {
+                        err = Some(fs.corrupt(format_args!("directory {}: entry for inode {ino} of unknown type", self.ino)));
+                        return false;
+                    }
+                },
+            };
+            filler(&DirEntry { ino: ino as u64, name, vtype: vt, next_offset: next })
+        })?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn readlink(&self, _vp: &Vnode) -> KResult<Vec<u8>> {
+        let fs = &self.fs;
+        let i = lk(&self.inner).clone();
+        if self.vtype != VType::Lnk {
+            return Err(Errno::EINVAL);
+        }
+        let len = i.size as usize;
+        if i.is_fast_symlink(fs.geo.block_size) {
+            if len > N_BLOCKS * 4 {
+                return Err(fs.corrupt(format_args!("fast symlink {}: size {len}", self.ino)));
+            }
+            return Ok(i.raw.get(40..40 + len).ok_or(Errno::EIO)?.to_vec());
+        }
+        if i.size > fs.geo.block_size as u64 || len >= rumpkern::PATH_MAX {
+            return Err(fs.corrupt(format_args!("symlink {}: size {}", self.ino, i.size)));
+        }
+        let mut mc = MapCache::default();
+        match bmap::bmap(fs, self.ino, &i.block, 0, &mut mc)? {
+            None => Err(fs.corrupt(format_args!("symlink {}: no data block", self.ino))),
+            Some(p) => Ok(fs.bio.bread(p)?.get(..len).ok_or(Errno::EIO)?.to_vec()),
+        }
+    }
+
+    fn inactive(&self, _vp: &Vnode) -> KResult<bool> {
+        let gone = lk(&self.inner).links == 0;
+        if gone && !self.fs.rdonly {
+            self.release()?;
+        }
+        Ok(gone)
+    }
+
+    fn bmap(&self, _vp: &Vnode, lbn: u64) -> KResult<Option<u64>> {
+        let i = lk(&self.inner).clone();
+        if !self.has_block_map(&i) {
+            return Err(Errno::EINVAL);
+        }
+        let mut mc = MapCache::default();
+        bmap::bmap(&self.fs, self.ino, &i.block, lbn, &mut mc)
+    }
+
+    fn pathconf(&self, _vp: &Vnode, name: PathConf) -> KResult<i64> {
+        match name {
+            PathConf::LinkMax => Ok(LINK_MAX as i64),
+            PathConf::NameMax => Ok(NAME_LEN as i64),
+            PathConf::FileSizeBits => Ok(64),
+            PathConf::SymlinkMax => Ok((self.fs.geo.block_size as i64 - 1).min(rumpkern::PATH_MAX as i64 - 1)),
+            n => genfs::pathconf(n),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Images made by the real mke2fs from a source tree, mounted read-only
+//! in-process and compared with the tree, entry by entry.
+
+mod common;
+
+use common::*;
+
+fn check(bs: u32, extra: &[&str], big: bool) {
+    let t = TempDir::new("read");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    build_tree(&tree, big);
+    let img = t.path().join("img");
+    mkimage(&img, Some(&tree), if big { 64 * 1024 } else { 32 * 1024 }, bs, extra);
+    let mp = mount_img(&img, "ro").expect("mount");
+    let root = mp.root().unwrap();
+    let n = compare(&tree, &root, true);
+    assert!(n > 400, "only {n} entries compared");
+    let st = mp.statvfs().unwrap();
+    assert_eq!(st.frsize, bs);
+    assert!(st.bfree > 0 && st.bfree < st.blocks);
+    drop(root);
+    mp.unmount(false).unwrap();
+    // A read-only mount writes nothing.
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn block_size_1024_with_20mb_file() {
+    check(1024, &[], true);
+}
+
+#[test]
+fn block_size_2048() {
+    check(2048, &[], false);
+}
+
+#[test]
+fn block_size_4096() {
+    check(4096, &[], false);
+}
+
+#[test]
+fn revision_0() {
+    check(1024, &["-r", "0"], false);
+}
+
+#[test]
+fn no_resize_inode_small_inodes() {
+    check(4096, &["-O", "^resize_inode", "-I", "128"], false);
+}
+
+#[test]
+fn ext3_with_clean_journal_reads() {
+    let t = TempDir::new("ext3");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    build_tree(&tree, false);
+    let img = t.path().join("img");
+    mkimage(&img, Some(&tree), 32 * 1024, 1024, &["-j"]);
+    let mp = mount_img(&img, "ro").expect("mount ext3 read-only");
+    let root = mp.root().unwrap();
+    compare(&tree, &root, true);
+}
+
+/// The comparison itself notices a difference (so the tests above can fail).
+#[test]
+fn comparison_detects_changes() {
+    let t = TempDir::new("detect");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    build_tree(&tree, false);
+    let img = t.path().join("img");
+    mkimage(&img, Some(&tree), 32 * 1024, 4096, &[]);
+    let mp = mount_img(&img, "ro").expect("mount");
+    let root = mp.root().unwrap();
+    std::fs::write(tree.join("sizes/f5000"), b"changed").unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compare(&tree, &root, true)));
+    assert!(r.is_err(), "a changed file went unnoticed");
+}
