@@ -14,7 +14,9 @@ use rumpkern::{FsType, Mount, MountArgs};
 use support::*;
 
 fn tmpfs() -> Arc<Mount> {
-    fs_tmpfs::TMPFS.mount(None, &MountArgs::default()).expect("tmpfs mount")
+    fs_tmpfs::TMPFS
+        .mount(None, &MountArgs::default())
+        .expect("tmpfs mount")
 }
 
 fn drop_caches() {
@@ -26,7 +28,10 @@ fn drop_caches() {
 fn forgets_release_every_vnode() {
     let mp = MountGuard::new("leak");
     let mount = tmpfs();
-    let opts = p2k::P2kOptions { threads: 3, ..Default::default() };
+    let opts = p2k::P2kOptions {
+        threads: 3,
+        ..Default::default()
+    };
     let sess = p2k::spawn(mount.clone(), &mp.mp, &opts).expect("spawn p2k");
 
     // 2,000 files in 50 directories, created through the mount.
@@ -41,15 +46,31 @@ fn forgets_release_every_vnode() {
     std::os::unix::fs::symlink("../dir00/file00", mp.path("deep/link")).unwrap();
 
     // Walk it with the usual tools (readdirplus, lookups, getattr).
-    let ls = run_timeout(Command::new("ls").arg("-lR").arg(&mp.mp), Duration::from_secs(120));
+    let ls = run_timeout(
+        Command::new("ls").arg("-lR").arg(&mp.mp),
+        Duration::from_secs(120),
+    );
     assert!(ls.status.success());
     let listing = String::from_utf8_lossy(&ls.stdout);
-    assert_eq!(listing.lines().filter(|l| l.contains(" file")).count(), 2000);
-    let find = run_timeout(Command::new("find").arg(&mp.mp).arg("-type").arg("f"), Duration::from_secs(120));
+    assert_eq!(
+        listing.lines().filter(|l| l.contains(" file")).count(),
+        2000
+    );
+    let find = run_timeout(
+        Command::new("find").arg(&mp.mp).arg("-type").arg("f"),
+        Duration::from_secs(120),
+    );
     assert_eq!(String::from_utf8_lossy(&find.stdout).lines().count(), 2000);
     let (_, busy_walked) = mount.vnode_counts();
-    assert!(busy_walked > 2000, "the kernel holds the walked nodes ({busy_walked} referenced)");
-    assert_eq!(sess.state().node_count(), busy_walked, "one node per referenced vnode");
+    assert!(
+        busy_walked > 2000,
+        "the kernel holds the walked nodes ({busy_walked} referenced)"
+    );
+    assert_eq!(
+        sess.state().node_count(),
+        busy_walked,
+        "one node per referenced vnode"
+    );
 
     // Make the kernel forget; forgets arrive asynchronously.
     let settled = wait_for(Duration::from_secs(30), || {
@@ -62,7 +83,10 @@ fn forgets_release_every_vnode() {
     assert_eq!(sess.state().handle_count(), 0);
 
     // Everything is still there and readable afterwards.
-    assert_eq!(fs::read_to_string(mp.path("dir49/file39")).unwrap(), "49/39");
+    assert_eq!(
+        fs::read_to_string(mp.path("dir49/file39")).unwrap(),
+        "49/39"
+    );
     assert_eq!(fs::read_to_string(mp.path("deep/link")).unwrap(), "0/0");
 
     // Unlinked files are freed once forgotten: remove a directory's files
@@ -76,11 +100,18 @@ fn forgets_release_every_vnode() {
         drop_caches();
         mount.vnode_counts().1 <= 1
     });
-    assert!(mount.vnode_counts().0 <= before, "removed files left the cache");
+    assert!(
+        mount.vnode_counts().0 <= before,
+        "removed files left the cache"
+    );
 
     // Clean unmount: the server drops the root and unmounts the rumpkern mount.
     sess.unmount().expect("unmount");
-    assert_eq!(mount.vnode_counts(), (0, 0), "the rumpkern mount was unmounted and every vnode reclaimed");
+    assert_eq!(
+        mount.vnode_counts(),
+        (0, 0),
+        "the rumpkern mount was unmounted and every vnode reclaimed"
+    );
     assert!(!is_mounted(&mp.mp));
 }
 
@@ -99,7 +130,10 @@ fn open_unlinked_file_survives_forget_until_release() {
     std::io::Read::read_to_string(&mut &h, &mut s).unwrap();
     assert_eq!(s, "data");
     drop(h);
-    assert!(wait_for(Duration::from_secs(10), || sess.state().handle_count() == 0), "release arrived");
+    assert!(
+        wait_for(Duration::from_secs(10), || sess.state().handle_count() == 0),
+        "release arrived"
+    );
     assert!(wait_for(Duration::from_secs(30), || {
         drop_caches();
         mount.vnode_counts().1 <= 1

@@ -11,7 +11,10 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rumpkern::{DirEntry, DirFiller, Errno, KResult, Mount, StatVfs, Timespec, Uio, VType, Vattr, VfsOps, Vnode, VnodeOps, VnodeRef};
+use rumpkern::{
+    DirEntry, DirFiller, Errno, KResult, Mount, StatVfs, Timespec, Uio, VType, Vattr, VfsOps,
+    Vnode, VnodeOps, VnodeRef,
+};
 use support::*;
 
 const ROOT: u64 = 2;
@@ -43,7 +46,9 @@ fn content(ino: u64) -> &'static [u8] {
 fn load(mp: &Arc<Mount>, ino: u64, sw: &Arc<Switches>) -> KResult<VnodeRef> {
     let vtype = if ino == ROOT { VType::Dir } else { VType::Reg };
     let sw = sw.clone();
-    mp.vcache_get(ino, move || Ok((vtype, Box::new(Node { ino, sw }) as Box<dyn VnodeOps>)))
+    mp.vcache_get(ino, move || {
+        Ok((vtype, Box::new(Node { ino, sw }) as Box<dyn VnodeOps>))
+    })
 }
 
 impl VnodeOps for Node {
@@ -86,9 +91,19 @@ impl VnodeOps for Node {
     }
 
     fn readdir(&self, _vp: &Vnode, offset: u64, filler: &mut DirFiller<'_>) -> KResult<()> {
-        let ents: [(&[u8], u64, VType); 4] = [(b".", ROOT, VType::Dir), (b"..", ROOT, VType::Dir), (b"good", GOOD, VType::Reg), (b"bad", BAD, VType::Reg)];
+        let ents: [(&[u8], u64, VType); 4] = [
+            (b".", ROOT, VType::Dir),
+            (b"..", ROOT, VType::Dir),
+            (b"good", GOOD, VType::Reg),
+            (b"bad", BAD, VType::Reg),
+        ];
         for (i, (name, ino, vtype)) in ents.iter().enumerate().skip(offset as usize) {
-            if !filler(&DirEntry { ino: *ino, name, vtype: *vtype, next_offset: i as u64 + 1 }) {
+            if !filler(&DirEntry {
+                ino: *ino,
+                name,
+                vtype: *vtype,
+                next_offset: i as u64 + 1,
+            }) {
                 break;
             }
         }
@@ -106,7 +121,13 @@ impl VnodeOps for Node {
         Ok(())
     }
 
-    fn write(&self, _vp: &Vnode, _uio: &mut Uio<'_>, _ioflag: u32, _cred: &rumpkern::Cred) -> KResult<()> {
+    fn write(
+        &self,
+        _vp: &Vnode,
+        _uio: &mut Uio<'_>,
+        _ioflag: u32,
+        _cred: &rumpkern::Cred,
+    ) -> KResult<()> {
         Err(Errno::ENOSPC)
     }
 }
@@ -121,7 +142,18 @@ impl VfsOps for Vfs {
     }
 
     fn statvfs(&self, _mp: &Mount) -> KResult<StatVfs> {
-        Ok(StatVfs { frsize: 4096, bsize: 4096, blocks: 10, bfree: 5, bavail: 5, files: 3, ffree: 0, favail: 0, namemax: 255, ..Default::default() })
+        Ok(StatVfs {
+            frsize: 4096,
+            bsize: 4096,
+            blocks: 10,
+            bfree: 5,
+            bavail: 5,
+            files: 3,
+            ffree: 0,
+            favail: 0,
+            namemax: 255,
+            ..Default::default()
+        })
     }
 }
 
@@ -139,11 +171,17 @@ fn driver_panic_gives_eio_and_a_read_only_mount() {
     let sess = p2k::spawn(mount.clone(), &g.mp, &p2k::P2kOptions::default()).expect("spawn p2k");
 
     assert_eq!(fs::read(g.path("good")).unwrap(), b"good data\n");
-    let mut names: Vec<_> = fs::read_dir(&g.mp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = fs::read_dir(&g.mp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names, ["bad", "good"]);
     // Before the panic, writes reach the driver (which refuses them).
-    let e = fs::OpenOptions::new().write(true).open(g.path("good")).and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .open(g.path("good"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
     assert_eq!(e.unwrap_err().raw_os_error(), Some(libc::ENOSPC));
     assert!(!mount.is_failed());
 
@@ -162,7 +200,11 @@ fn driver_panic_gives_eio_and_a_read_only_mount() {
     let reads = sw.reads.load(Ordering::SeqCst);
     let e = fs::read(g.path("bad")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
-    assert_eq!(sw.reads.load(Ordering::SeqCst), reads, "poisoned node not handed to the driver");
+    assert_eq!(
+        sw.reads.load(Ordering::SeqCst),
+        reads,
+        "poisoned node not handed to the driver"
+    );
 
     // Everything else is still served.
     assert_eq!(fs::read(g.path("good")).unwrap(), b"good data\n");
@@ -171,10 +213,14 @@ fn driver_panic_gives_eio_and_a_read_only_mount() {
     assert_eq!(sv.f_blocks, 10);
 
     // Writes now fail with EROFS (from rumpkern, not the driver's ENOSPC).
-    let e = fs::OpenOptions::new().write(true).open(g.path("good")).and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .open(g.path("good"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
     assert_eq!(e.unwrap_err().raw_os_error(), Some(libc::EROFS));
 
     drop(f);
-    sess.unmount().expect("clean unmount after a contained panic");
+    sess.unmount()
+        .expect("clean unmount after a contained panic");
     assert!(!is_mounted(&g.mp));
 }

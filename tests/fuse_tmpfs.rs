@@ -31,8 +31,14 @@ fn background_mount_is_live_when_command_returns() {
     // No waiting: the command returned only after the mount was live.
     assert_eq!(statfs_type(&g.mp), FUSE_SUPER_MAGIC);
     let line = mount_line(&g.mp).unwrap();
-    assert!(line.contains(" - fuse"), "{line}");
-    assert!(line.contains("allow_other"), "root servers default to allow_other: {line}");
+    assert!(
+        line.contains(" - fuse.tmpfs tmpfs "),
+        "type fuse.tmpfs, source tmpfs: {line}"
+    );
+    assert!(
+        line.contains("allow_other"),
+        "root servers default to allow_other: {line}"
+    );
     fs::write(g.path("x"), b"1").unwrap();
     assert_eq!(fs::read_dir(&g.mp).unwrap().count(), 1);
     let st = lstat(&g.mp);
@@ -53,7 +59,11 @@ fn files_dirs_links_rename_attrs() {
     }
     assert_eq!(fs::read_to_string(&f).unwrap(), "hello world!");
     {
-        let mut h = fs::OpenOptions::new().read(true).write(true).open(&f).unwrap();
+        let mut h = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&f)
+            .unwrap();
         h.seek(SeekFrom::Start(6)).unwrap();
         h.write_all(b"WORLD").unwrap();
         h.seek(SeekFrom::Start(0)).unwrap();
@@ -63,13 +73,21 @@ fn files_dirs_links_rename_attrs() {
     }
     // O_APPEND through a descriptor that also seeks.
     {
-        let mut a = fs::OpenOptions::new().append(true).read(true).open(&f).unwrap();
+        let mut a = fs::OpenOptions::new()
+            .append(true)
+            .read(true)
+            .open(&f)
+            .unwrap();
         a.seek(SeekFrom::Start(0)).unwrap();
         a.write_all(b"?").unwrap();
     }
     assert_eq!(fs::read_to_string(&f).unwrap(), "hello WORLD!?");
     // O_TRUNC.
-    fs::OpenOptions::new().write(true).truncate(true).open(&f).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&f)
+        .unwrap();
     assert_eq!(lstat(&f).st_size, 0);
 
     // A large file (several max_write requests) reads back intact.
@@ -83,8 +101,14 @@ fn files_dirs_links_rename_attrs() {
     let st = lstat(&g.path("d"));
     assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFDIR);
     assert_eq!(st.st_nlink, 3, "d has . , its entry and e/..");
-    assert_eq!(fs::create_dir(g.path("d")).unwrap_err().raw_os_error(), Some(libc::EEXIST));
-    assert_eq!(fs::remove_dir(g.path("d")).unwrap_err().raw_os_error(), Some(libc::ENOTEMPTY));
+    assert_eq!(
+        fs::create_dir(g.path("d")).unwrap_err().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    assert_eq!(
+        fs::remove_dir(g.path("d")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
     fs::remove_dir(g.path("d/e/f")).unwrap();
     assert!(!g.path("d/e/f").exists());
 
@@ -116,21 +140,54 @@ fn files_dirs_links_rename_attrs() {
     assert_eq!(fs::read(g.path("d/e/r3")).unwrap(), b"one");
     fs::rename(g.path("d/e"), g.path("e2")).unwrap();
     assert_eq!(fs::read(g.path("e2/r3")).unwrap(), b"one");
-    assert_eq!(fs::rename(g.path("d"), g.path("d/x")).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(
+        fs::rename(g.path("d"), g.path("d/x"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EINVAL)
+    );
     // renameat2 flags: the VFS answers EEXIST for NOREPLACE onto an
     // existing name; what reaches p2k cannot be done atomically through
     // VOP_RENAME and gets EINVAL, never a silently ignored flag.
     fs::write(g.path("n1"), b"a").unwrap();
     fs::write(g.path("n2"), b"b").unwrap();
-    let (c1, c2, c3) = (cpath(&g.path("n1")), cpath(&g.path("n2")), cpath(&g.path("n3")));
+    let (c1, c2, c3) = (
+        cpath(&g.path("n1")),
+        cpath(&g.path("n2")),
+        cpath(&g.path("n3")),
+    );
     // SAFETY: valid paths.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, c1.as_ptr(), libc::AT_FDCWD, c2.as_ptr(), libc::RENAME_NOREPLACE) };
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c1.as_ptr(),
+            libc::AT_FDCWD,
+            c2.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
     assert_eq!(cvt(r), Err(libc::EEXIST));
     // SAFETY: valid paths.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, c1.as_ptr(), libc::AT_FDCWD, c3.as_ptr(), libc::RENAME_NOREPLACE) };
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c1.as_ptr(),
+            libc::AT_FDCWD,
+            c3.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
     assert_eq!(cvt(r), Err(libc::EINVAL));
     // SAFETY: valid paths.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, c1.as_ptr(), libc::AT_FDCWD, c2.as_ptr(), libc::RENAME_EXCHANGE) };
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c1.as_ptr(),
+            libc::AT_FDCWD,
+            c2.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
     assert_eq!(cvt(r), Err(libc::EINVAL));
     assert_eq!(fs::read(g.path("n1")).unwrap(), b"a", "source untouched");
     assert_eq!(fs::read(g.path("n2")).unwrap(), b"b", "target untouched");
@@ -143,23 +200,61 @@ fn files_dirs_links_rename_attrs() {
     std::os::unix::fs::chown(&p, Some(1234), Some(5678)).unwrap();
     let st = lstat(&p);
     assert_eq!((st.st_uid, st.st_gid), (1234, 5678));
-    fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(4).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(4)
+        .unwrap();
     assert_eq!(lstat(&p).st_size, 4);
     // SAFETY: valid path.
-    assert_eq!(cvt(unsafe { libc::truncate(cpath(&p).as_ptr(), 100) }), Ok(0));
+    assert_eq!(
+        cvt(unsafe { libc::truncate(cpath(&p).as_ptr(), 100) }),
+        Ok(0)
+    );
     assert_eq!(lstat(&p).st_size, 100);
     let data = fs::read(&p).unwrap();
     assert_eq!(&data[..4], b"0123");
-    assert!(data[4..].iter().all(|&b| b == 0), "extension reads as zeros");
-    let times = [libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 123_456_789 }, libc::timespec { tv_sec: 1_200_000_000, tv_nsec: 5 }];
+    assert!(
+        data[4..].iter().all(|&b| b == 0),
+        "extension reads as zeros"
+    );
+    let times = [
+        libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 123_456_789,
+        },
+        libc::timespec {
+            tv_sec: 1_200_000_000,
+            tv_nsec: 5,
+        },
+    ];
     // SAFETY: valid path and times.
-    assert_eq!(cvt(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(&p).as_ptr(), times.as_ptr(), 0) }), Ok(0));
+    assert_eq!(
+        cvt(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(&p).as_ptr(), times.as_ptr(), 0) }),
+        Ok(0)
+    );
     let st = lstat(&p);
-    assert_eq!((st.st_atime, st.st_atime_nsec), (1_000_000_000, 123_456_789));
+    assert_eq!(
+        (st.st_atime, st.st_atime_nsec),
+        (1_000_000_000, 123_456_789)
+    );
     assert_eq!((st.st_mtime, st.st_mtime_nsec), (1_200_000_000, 5));
-    let now = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }, libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }];
+    let now = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
     // SAFETY: valid path and times.
-    assert_eq!(cvt(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(&p).as_ptr(), now.as_ptr(), 0) }), Ok(0));
+    assert_eq!(
+        cvt(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(&p).as_ptr(), now.as_ptr(), 0) }),
+        Ok(0)
+    );
     let st2 = lstat(&p);
     assert!(st2.st_atime > 1_600_000_000, "UTIME_NOW set atime to now");
     assert_eq!(st2.st_mtime, 1_200_000_000, "UTIME_OMIT left mtime");
@@ -171,13 +266,21 @@ fn files_dirs_links_rename_attrs() {
     assert_eq!(lstat(&g.path("fifo")).st_mode & libc::S_IFMT, libc::S_IFIFO);
     let dev = cpath(&g.path("null2"));
     // SAFETY: valid path.
-    assert_eq!(cvt(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) }), Ok(0));
+    assert_eq!(
+        cvt(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) }),
+        Ok(0)
+    );
     let st = lstat(&g.path("null2"));
     assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFCHR);
     assert_eq!(st.st_rdev, libc::makedev(1, 3));
 
     // An open, unlinked file lives on until closed.
-    let mut h = fs::OpenOptions::new().create(true).read(true).write(true).open(g.path("ghost")).unwrap();
+    let mut h = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(g.path("ghost"))
+        .unwrap();
     fs::remove_file(g.path("ghost")).unwrap();
     h.write_all(b"still here").unwrap();
     h.seek(SeekFrom::Start(0)).unwrap();
@@ -188,18 +291,34 @@ fn files_dirs_links_rename_attrs() {
     drop(h);
 
     // Create with a mode that forbids writing still returns a writable fd.
-    let mut ro = fs::OpenOptions::new().create_new(true).write(true).mode(0o444).open(g.path("ro")).unwrap();
+    let mut ro = fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o444)
+        .open(g.path("ro"))
+        .unwrap();
     ro.write_all(b"x").unwrap();
     drop(ro);
     assert_eq!(lstat(&g.path("ro")).st_mode & 0o777, 0o444);
 
     // Listing.
-    let mut names: Vec<String> = fs::read_dir(&g.mp).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = fs::read_dir(&g.mp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
-    assert_eq!(names, ["attrs", "big", "d", "e2", "f", "fifo", "h2", "n1", "n2", "null2", "ro", "sl"]);
+    assert_eq!(
+        names,
+        ["attrs", "big", "d", "e2", "f", "fifo", "h2", "n1", "n2", "null2", "ro", "sl"]
+    );
     for e in fs::read_dir(&g.mp).unwrap() {
         let e = e.unwrap();
-        assert_eq!(e.ino(), lstat(&e.path()).st_ino, "d_ino matches st_ino for {:?}", e.file_name());
+        assert_eq!(
+            e.ino(),
+            lstat(&e.path()).st_ino,
+            "d_ino matches st_ino for {:?}",
+            e.file_name()
+        );
     }
 }
 
@@ -207,7 +326,13 @@ fn files_dirs_links_rename_attrs() {
 fn size_limit_gives_enospc_and_statvfs() {
     let g = MountGuard::rump_tmpfs("size", &["-o", "size=1m"]);
     let sv = statvfs(&g.mp);
-    assert_eq!(sv.f_blocks as u64 * sv.f_frsize as u64, 1 << 20, "f_blocks {} f_frsize {}", sv.f_blocks, sv.f_frsize);
+    assert_eq!(
+        sv.f_blocks as u64 * sv.f_frsize as u64,
+        1 << 20,
+        "f_blocks {} f_frsize {}",
+        sv.f_blocks,
+        sv.f_frsize
+    );
     assert!(sv.f_bfree <= sv.f_blocks && sv.f_bavail <= sv.f_bfree);
     let free_before = sv.f_bfree;
 
@@ -226,10 +351,17 @@ fn size_limit_gives_enospc_and_statvfs() {
     drop(f);
     let sv = statvfs(&g.mp);
     assert!(sv.f_bfree < free_before);
-    assert!(sv.f_bavail * sv.f_frsize < 64 * 1024, "nearly full: {} blocks free", sv.f_bavail);
+    assert!(
+        sv.f_bavail * sv.f_frsize < 64 * 1024,
+        "nearly full: {} blocks free",
+        sv.f_bavail
+    );
 
     // df agrees.
-    let out = run_timeout(Command::new("df").arg("-k").arg(&g.mp), Duration::from_secs(10));
+    let out = run_timeout(
+        Command::new("df").arg("-k").arg(&g.mp),
+        Duration::from_secs(10),
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().nth(1).unwrap();
@@ -248,7 +380,9 @@ fn sigterm_unmounts_cleanly() {
     let pid = g.pid().unwrap();
     // SAFETY: our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let st = g.wait_exit(Duration::from_secs(20)).expect("server did not exit after SIGTERM");
+    let st = g
+        .wait_exit(Duration::from_secs(20))
+        .expect("server did not exit after SIGTERM");
     assert_eq!(st.code(), Some(0), "{st:?}");
     assert!(!is_mounted(&g.mp));
 }
@@ -257,9 +391,18 @@ fn sigterm_unmounts_cleanly() {
 fn fusermount_u_ends_server_with_status_0() {
     let mut g = MountGuard::rump_tmpfs_fg("fusermount", &[]);
     fs::create_dir(g.path("d")).unwrap();
-    let out = run_timeout(Command::new("fusermount3").arg("-u").arg(&g.mp), Duration::from_secs(20));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let st = g.wait_exit(Duration::from_secs(20)).expect("server did not exit after fusermount3 -u");
+    let out = run_timeout(
+        Command::new("fusermount3").arg("-u").arg(&g.mp),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = g
+        .wait_exit(Duration::from_secs(20))
+        .expect("server did not exit after fusermount3 -u");
     assert_eq!(st.code(), Some(0), "{st:?}");
     assert!(!is_mounted(&g.mp));
 }
@@ -269,8 +412,15 @@ fn umount_ends_background_server() {
     let mut g = MountGuard::rump_tmpfs("umount", &[]);
     let pid = g.pid().unwrap();
     let out = run_timeout(Command::new("umount").arg(&g.mp), Duration::from_secs(20));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_for(Duration::from_secs(20), || !pid_alive(pid)), "server {pid} still running after umount");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || !pid_alive(pid)),
+        "server {pid} still running after umount"
+    );
     g.server_gone();
 }
 
@@ -278,16 +428,28 @@ fn umount_ends_background_server() {
 fn missing_mount_point_is_reported() {
     let g = MountGuard::new("missing");
     let mp = g.mp.join("does-not-exist");
-    let out = run_timeout(Command::new(bin("rump_tmpfs")).arg("tmpfs").arg(&mp), Duration::from_secs(20));
+    let out = run_timeout(
+        Command::new(bin("rump_tmpfs")).arg("tmpfs").arg(&mp),
+        Duration::from_secs(20),
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("rump_tmpfs: {}: mount point does not exist", mp.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "rump_tmpfs: {}: mount point does not exist",
+            mp.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
 fn busy_mount_point_is_reported() {
     let g = MountGuard::rump_tmpfs("busy", &[]);
-    let out = run_timeout(Command::new(bin("rump_tmpfs")).arg("tmpfs").arg(&g.mp), Duration::from_secs(20));
+    let out = run_timeout(
+        Command::new(bin("rump_tmpfs")).arg("tmpfs").arg(&g.mp),
+        Duration::from_secs(20),
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mount point is busy"), "{err}");
@@ -300,7 +462,10 @@ fn bad_options_are_reported() {
     let out = g.run_server("rump_tmpfs", &["-o", "bogus=1"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid tmpfs mount options (bogus=1)"), "{err}");
+    assert!(
+        err.contains("invalid tmpfs mount options (bogus=1)"),
+        "{err}"
+    );
     assert!(!is_mounted(&g.mp));
     // Bad value of a driver option.
     let out = g.run_server("rump_tmpfs", &["-o", "size=lots"]);
@@ -310,12 +475,21 @@ fn bad_options_are_reported() {
     let out = g.run_server("rump_tmpfs", &["-o", "attr_timeout=soon"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("attr_timeout=soon") && err.contains("Usage"), "{err}");
+    assert!(
+        err.contains("attr_timeout=soon") && err.contains("Usage"),
+        "{err}"
+    );
     // Bad command line.
-    let out = run_timeout(Command::new(bin("rump_tmpfs")).arg("-x"), Duration::from_secs(20));
+    let out = run_timeout(
+        Command::new(bin("rump_tmpfs")).arg("-x"),
+        Duration::from_secs(20),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
-    let out = run_timeout(&mut Command::new(bin("rump_tmpfs")), Duration::from_secs(20));
+    let out = run_timeout(
+        &mut Command::new(bin("rump_tmpfs")),
+        Duration::from_secs(20),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(!is_mounted(&g.mp));
 }
@@ -337,13 +511,21 @@ fn permissions_are_checked_per_caller() {
     let mp = g.mp.display();
     let o = as_nobody(&format!("cat {mp}/rootfile"));
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = as_nobody(&format!("ls {mp}/private"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
     // The entry private/secret is in the kernel's dentry cache (root just
     // created it): search permission on private must still be enforced.
     let o = as_nobody(&format!("cat {mp}/private/secret"));
-    assert!(!o.status.success(), "nobody read a file inside a 0700 directory: {:?}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success(),
+        "nobody read a file inside a 0700 directory: {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
     let o = as_nobody(&format!("touch {mp}/pub/new"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
@@ -351,16 +533,24 @@ fn permissions_are_checked_per_caller() {
     let o = as_nobody(&format!("chmod 777 {mp}/rootfile"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"));
     // Allowed: the sticky world-writable root, and a directory of nobody's group.
-    let o = as_nobody(&format!("echo hi > {mp}/mine && cat {mp}/mine && touch {mp}/grp/ok"));
+    let o = as_nobody(&format!(
+        "echo hi > {mp}/mine && cat {mp}/mine && touch {mp}/grp/ok"
+    ));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let st = lstat(&g.path("mine"));
     assert_eq!((st.st_uid, st.st_gid), (65534, 65534));
     assert!(g.path("grp/ok").exists());
     // Sticky root: nobody may not remove root's file.
     let o = as_nobody(&format!("rm -f {mp}/rootfile"));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // access(2) goes through p2k's access handler.
-    let o = as_nobody(&format!("test -r {mp}/rootfile && echo readable || echo denied"));
+    let o = as_nobody(&format!(
+        "test -r {mp}/rootfile && echo readable || echo denied"
+    ));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "denied");
 }
 
@@ -372,29 +562,44 @@ fn supplementary_groups_are_honoured() {
     fs::write(g.path("rootfile"), b"r").unwrap();
     fs::set_permissions(g.path("rootfile"), fs::Permissions::from_mode(0o600)).unwrap();
     let o = as_nobody(&format!("cat {}/rootfile", g.mp.display()));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     fs::create_dir(g.path("staff")).unwrap();
     std::os::unix::fs::chown(g.path("staff"), Some(0), Some(4242)).unwrap();
     fs::set_permissions(g.path("staff"), fs::Permissions::from_mode(0o770)).unwrap();
     let mp = g.mp.display();
     let run = |groups: &str| {
         run_timeout(
-            Command::new("setpriv").args(["--reuid=65534", "--regid=65534", groups, "--", "sh", "-c"]).arg(format!("ls {mp}/staff")),
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", groups, "--", "sh", "-c"])
+                .arg(format!("ls {mp}/staff")),
             Duration::from_secs(20),
         )
     };
     assert!(!run("--clear-groups").status.success());
     let o = run("--groups=4242");
-    assert!(o.status.success(), "member of 4242 through a supplementary group: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "member of 4242 through a supplementary group: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
 fn read_only_mount() {
     let g = MountGuard::rump_tmpfs("ro", &["-o", "ro"]);
-    assert!(mount_line(&g.mp).unwrap().contains(" ro,") || mount_line(&g.mp).unwrap().contains(" ro "));
+    assert!(
+        mount_line(&g.mp).unwrap().contains(" ro,") || mount_line(&g.mp).unwrap().contains(" ro ")
+    );
     let e = fs::write(g.path("x"), b"1").unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EROFS));
-    assert_eq!(fs::create_dir(g.path("d")).unwrap_err().raw_os_error(), Some(libc::EROFS));
+    assert_eq!(
+        fs::create_dir(g.path("d")).unwrap_err().raw_os_error(),
+        Some(libc::EROFS)
+    );
 }
 
 #[test]

@@ -85,7 +85,9 @@ pub fn background(prog: &str) -> io::Result<Status> {
         drop(r);
         // SAFETY: no preconditions.
         unsafe { libc::setsid() };
-        return Ok(Status { pipe: Some(File::from(w)) });
+        return Ok(Status {
+            pipe: Some(File::from(w)),
+        });
     }
     drop(w);
     let mut f = File::from(r);
@@ -151,13 +153,15 @@ pub fn block_stop_signals() -> io::Result<()> {
 /// Start the thread that waits for SIGTERM/SIGINT/SIGHUP and calls
 /// `on_signal` for each (the server unmounts there; `run` then returns).
 pub fn signal_thread(on_signal: impl Fn(i32) + Send + 'static) -> io::Result<()> {
-    std::thread::Builder::new().name("signals".into()).spawn(move || loop {
-        let set = stop_set();
-        let mut sig: libc::c_int = 0;
-        // SAFETY: set is initialised; sig receives the signal number.
-        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-            on_signal(sig);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let set = stop_set();
+            let mut sig: libc::c_int = 0;
+            // SAFETY: set is initialised; sig receives the signal number.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                on_signal(sig);
+            }
+        })?;
     Ok(())
 }

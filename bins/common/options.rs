@@ -39,7 +39,12 @@ fn seconds(key: &str, v: &str) -> Result<Duration, String> {
 pub fn split_options<S: AsRef<str>>(lists: &[S]) -> Result<ServerOptions, String> {
     let mut o = ServerOptions::default();
     for list in lists {
-        for opt in list.as_ref().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for opt in list
+            .as_ref()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (k, v) = match opt.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
                 None => (opt, None),
@@ -66,10 +71,22 @@ pub fn split_options<S: AsRef<str>>(lists: &[S]) -> Result<ServerOptions, String
                 },
                 ("fsname", Some(v)) if !v.is_empty() => o.p2k.fsname = Some(v.to_string()),
                 ("subtype", Some(v)) if !v.is_empty() => o.p2k.subtype = Some(v.to_string()),
-                ("defaults" | "auto" | "noauto" | "user" | "nouser" | "users" | "_netdev" | "nofail" | "rump" | "nosuid" | "nodev", None) => {}
-                ("ro" | "rdonly" | "rw" | "force" | "allow_other" | "noallow_other" | "default_permissions" | "nodefault_permissions", Some(_)) => {
-                    return Err(format!("{opt}: option {k} takes no value"))
-                }
+                (
+                    "defaults" | "auto" | "noauto" | "user" | "nouser" | "users" | "_netdev"
+                    | "nofail" | "rump" | "nosuid" | "nodev",
+                    None,
+                ) => {}
+                (
+                    "ro"
+                    | "rdonly"
+                    | "rw"
+                    | "force"
+                    | "allow_other"
+                    | "noallow_other"
+                    | "default_permissions"
+                    | "nodefault_permissions",
+                    Some(_),
+                ) => return Err(format!("{opt}: option {k} takes no value")),
                 ("attr_timeout" | "entry_timeout" | "threads" | "fsname" | "subtype", _) => {
                     return Err(format!("{opt}: option {k} needs a value"))
                 }
@@ -86,7 +103,12 @@ mod tests {
 
     #[test]
     fn split() {
-        let o = split_options(&["ro,size=1m", "allow_other,attr_timeout=2.5,threads=3", "uid=5,defaults"]).unwrap();
+        let o = split_options(&[
+            "ro,size=1m",
+            "allow_other,attr_timeout=2.5,threads=3",
+            "uid=5,defaults",
+        ])
+        .unwrap();
         assert!(o.p2k.ro && o.args.rdonly && o.p2k.allow_other);
         assert_eq!(o.p2k.attr_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(o.p2k.threads, 3);
@@ -99,7 +121,9 @@ mod tests {
 
     #[test]
     fn bad_generic() {
-        assert!(split_options(&["attr_timeout=x"]).unwrap_err().contains("attr_timeout"));
+        assert!(split_options(&["attr_timeout=x"])
+            .unwrap_err()
+            .contains("attr_timeout"));
         assert!(split_options(&["threads=0"]).is_err());
         assert!(split_options(&["threads"]).is_err());
         assert!(split_options(&["ro=1"]).is_err());

@@ -71,7 +71,11 @@ fn init_logging(debug: bool) {
             b.parse_filters(&f);
         }
         _ => {
-            b.parse_filters(if debug { "info,p2k=debug,fuser=warn" } else { "warn" });
+            b.parse_filters(if debug {
+                "info,p2k=debug,fuser=warn"
+            } else {
+                "warn"
+            });
         }
     }
     let _ = b.try_init();
@@ -83,7 +87,9 @@ pub fn is_mount_point(path: &Path) -> bool {
         return false;
     };
     let want = path.as_os_str().as_encoded_bytes();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| unescape_mountinfo(mp) == want)
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == want)
 }
 
 /// Undo mountinfo's octal escapes (`\040` for a space, ...).
@@ -92,8 +98,13 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -108,15 +119,28 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
 pub fn check_mountpoint(prog: &str, mp: &Path) -> Result<PathBuf, String> {
     match std::fs::metadata(mp) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(format!("{prog}: {}: mount point does not exist", mp.display()))
+            return Err(format!(
+                "{prog}: {}: mount point does not exist",
+                mp.display()
+            ))
         }
         Err(e) => return Err(format!("{prog}: {}: {e}", mp.display())),
-        Ok(m) if !m.is_dir() => return Err(format!("{prog}: {}: mount point is not a directory", mp.display())),
+        Ok(m) if !m.is_dir() => {
+            return Err(format!(
+                "{prog}: {}: mount point is not a directory",
+                mp.display()
+            ))
+        }
         Ok(_) => {}
     }
-    let canon = mp.canonicalize().map_err(|e| format!("{prog}: {}: {e}", mp.display()))?;
+    let canon = mp
+        .canonicalize()
+        .map_err(|e| format!("{prog}: {}: {e}", mp.display()))?;
     if is_mount_point(&canon) {
-        return Err(format!("{prog}: {}: mount point is busy (something is already mounted there)", mp.display()));
+        return Err(format!(
+            "{prog}: {}: mount point is busy (something is already mounted there)",
+            mp.display()
+        ));
     }
     Ok(canon)
 }
@@ -137,10 +161,18 @@ fn errno_text(e: Errno) -> String {
 }
 
 /// Mount the driver (in the process that will serve).
-fn mount_driver(prog: &str, fstype: &'static dyn FsType, cli: &ServerCli, so: &ServerOptions) -> Result<Arc<Mount>, String> {
+fn mount_driver(
+    prog: &str,
+    fstype: &'static dyn FsType,
+    cli: &ServerCli,
+    so: &ServerOptions,
+) -> Result<Arc<Mount>, String> {
     let dev = if fstype.needs_device() {
         let path = cli.special.to_string_lossy().into_owned();
-        let opts = rumpuser::OpenOpts { read_only: so.args.rdonly, ..Default::default() };
+        let opts = rumpuser::OpenOpts {
+            read_only: so.args.rdonly,
+            ..Default::default()
+        };
         match rumpuser::open_device(&path, &opts) {
             Ok(d) => Some(d),
             Err(e) => return Err(format!("{prog}: {path}: {}", errno_text(Errno::from(e)))),
@@ -163,11 +195,20 @@ fn mount_driver(prog: &str, fstype: &'static dyn FsType, cli: &ServerCli, so: &S
                 "{prog}: {}: invalid {} mount options ({}): {}",
                 cli.special.display(),
                 fstype.name(),
-                if opts.is_empty() { "none".to_string() } else { opts.join(",") },
+                if opts.is_empty() {
+                    "none".to_string()
+                } else {
+                    opts.join(",")
+                },
                 errno_text(e)
             )
         } else {
-            format!("{prog}: {}: cannot mount {}: {}", cli.special.display(), fstype.name(), errno_text(e))
+            format!(
+                "{prog}: {}: cannot mount {}: {}",
+                cli.special.display(),
+                fstype.name(),
+                errno_text(e)
+            )
         }
     })
 }
@@ -187,12 +228,20 @@ pub fn run_server(prog: &'static str, fstype: &'static dyn FsType, cli: ServerCl
         Ok(o) => o,
         Err(msg) => {
             eprintln!("{prog}: bad option {msg}");
-            eprintln!("{}", ServerCli::command().name(prog).bin_name(prog).render_usage());
+            eprintln!(
+                "{}",
+                ServerCli::command()
+                    .name(prog)
+                    .bin_name(prog)
+                    .render_usage()
+            );
             return 2;
         }
     };
     so.p2k.debug = debug;
-    let mountpoint = match check_mountpoint(prog, &cli.mountpoint).and_then(|mp| check_dev_fuse(prog).map(|_| mp)) {
+    let mountpoint = match check_mountpoint(prog, &cli.mountpoint)
+        .and_then(|mp| check_dev_fuse(prog).map(|_| mp))
+    {
         Ok(mp) => mp,
         Err(msg) => {
             eprintln!("{msg}");
@@ -227,15 +276,24 @@ pub fn run_server(prog: &'static str, fstype: &'static dyn FsType, cli: ServerCl
         Ok(s) => s,
         Err(e) => {
             let _ = mount.unmount(true);
-            status.fail(&format!("{prog}: {}: cannot mount: {e}", cli.mountpoint.display()));
+            status.fail(&format!(
+                "{prog}: {}: cannot mount: {e}",
+                cli.mountpoint.display()
+            ));
             return 1;
         }
     };
     let unmounter = server.unmounter();
     if let Err(e) = daemon::signal_thread(move |sig| {
-        log::info!("signal {sig}: unmounting {}", unmounter.mountpoint().display());
+        log::info!(
+            "signal {sig}: unmounting {}",
+            unmounter.mountpoint().display()
+        );
         if let Err(e) = unmounter.unmount() {
-            log::error!("unmount of {} failed: {e}", unmounter.mountpoint().display());
+            log::error!(
+                "unmount of {} failed: {e}",
+                unmounter.mountpoint().display()
+            );
         }
     }) {
         let _ = server.unmounter().unmount();
@@ -270,7 +328,19 @@ mod tests {
 
     #[test]
     fn cli() {
-        let c = parse_cli("rump_tmpfs", ["rump_tmpfs", "-o", "size=1m", "-o", "ro", "-f", "tmpfs", "/mnt"]);
+        let c = parse_cli(
+            "rump_tmpfs",
+            [
+                "rump_tmpfs",
+                "-o",
+                "size=1m",
+                "-o",
+                "ro",
+                "-f",
+                "tmpfs",
+                "/mnt",
+            ],
+        );
         assert_eq!(c.options, vec!["size=1m", "ro"]);
         assert!(c.foreground && !c.debug);
         assert_eq!(c.mountpoint, PathBuf::from("/mnt"));

@@ -42,7 +42,10 @@ fn unescape(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push(((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0')) as u8);
             i += 4;
         } else {
@@ -57,7 +60,9 @@ fn unescape(s: &str) -> Vec<u8> {
 pub fn mount_line(mp: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = mp.as_os_str().as_bytes();
-    info.lines().find(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(want)).map(str::to_string)
+    info.lines()
+        .find(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(want))
+        .map(str::to_string)
 }
 
 pub fn is_mounted(mp: &Path) -> bool {
@@ -81,7 +86,12 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Run `cmd` with a timeout, capturing its output. Panics on timeout
 /// (after killing the command).
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
     let to = thread::spawn(move || {
@@ -99,7 +109,11 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         let _ = child.wait();
         panic!("command {cmd:?} timed out after {timeout:?}");
     });
-    Output { status, stdout: to.join().unwrap(), stderr: te.join().unwrap() }
+    Output {
+        status,
+        stdout: to.join().unwrap(),
+        stderr: te.join().unwrap(),
+    }
 }
 
 /// Wait for a child at most `timeout`.
@@ -119,7 +133,15 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 /// Run a shell command line as user nobody (uid/gid 65534, no groups).
 pub fn as_nobody(script: &str) -> Output {
     run_timeout(
-        Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", script]),
+        Command::new("setpriv").args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]),
         Duration::from_secs(20),
     )
 }
@@ -130,8 +152,12 @@ pub fn as_nobody(script: &str) -> Output {
 pub fn find_server_pid(exe: &str, needle: &Path) -> Option<i32> {
     let needle = needle.as_os_str().as_bytes();
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let mut args = cmdline.split(|&b| b == 0);
         let Some(arg0) = args.next() else { continue };
         if !arg0.ends_with(exe.as_bytes()) {
@@ -140,7 +166,11 @@ pub fn find_server_pid(exe: &str, needle: &Path) -> Option<i32> {
         if args.any(|a| a == needle) {
             // Skip zombies: they have no mount to serve.
             if let Ok(st) = std::fs::read_to_string(e.path().join("stat")) {
-                if st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) {
+                if st
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+                {
                     continue;
                 }
             }
@@ -153,7 +183,10 @@ pub fn find_server_pid(exe: &str, needle: &Path) -> Option<i32> {
 pub fn pid_alive(pid: i32) -> bool {
     // A zombie is dead for our purposes.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(st) => !st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Ok(st) => !st
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -181,7 +214,11 @@ pub struct MountGuard {
 impl MountGuard {
     /// A guard for a fresh mount point, nothing mounted yet.
     pub fn new(tag: &str) -> MountGuard {
-        MountGuard { mp: temp_dir(tag), child: None, pid: None }
+        MountGuard {
+            mp: temp_dir(tag),
+            child: None,
+            pid: None,
+        }
     }
 
     /// Start `rump_tmpfs [args] tmpfs MP` in the background (the default
@@ -189,11 +226,24 @@ impl MountGuard {
     pub fn rump_tmpfs(tag: &str, args: &[&str]) -> MountGuard {
         let mut g = MountGuard::new(tag);
         let out = g.run_server("rump_tmpfs", args);
-        assert!(out.status.success(), "rump_tmpfs failed: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rump_tmpfs failed: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         // It returned only once the mount was live: no polling needed.
-        assert!(is_mounted(&g.mp), "rump_tmpfs returned but {} is not mounted", g.mp.display());
+        assert!(
+            is_mounted(&g.mp),
+            "rump_tmpfs returned but {} is not mounted",
+            g.mp.display()
+        );
         g.pid = find_server_pid("rump_tmpfs", &g.mp);
-        assert!(g.pid.is_some(), "no rump_tmpfs process serves {}", g.mp.display());
+        assert!(
+            g.pid.is_some(),
+            "no rump_tmpfs process serves {}",
+            g.mp.display()
+        );
         g
     }
 
@@ -225,7 +275,11 @@ impl MountGuard {
         g.pid = Some(child.id() as i32);
         g.child = Some(child);
         let mp = g.mp.clone();
-        assert!(wait_for(Duration::from_secs(20), || is_mounted(&mp)), "rump_tmpfs -f did not mount {}", g.mp.display());
+        assert!(
+            wait_for(Duration::from_secs(20), || is_mounted(&mp)),
+            "rump_tmpfs -f did not mount {}",
+            g.mp.display()
+        );
         g
     }
 
@@ -259,7 +313,9 @@ impl MountGuard {
     fn cleanup(&mut self) {
         if is_mounted(&self.mp) {
             let mp = self.mp.clone();
-            let ok = wait_for(Duration::from_secs(5), || umount_path(&mp, 0) == 0 || !is_mounted(&mp));
+            let ok = wait_for(Duration::from_secs(5), || {
+                umount_path(&mp, 0) == 0 || !is_mounted(&mp)
+            });
             if !ok {
                 eprintln!("MountGuard: {} busy; lazy unmount", self.mp.display());
                 umount_path(&self.mp, libc::MNT_DETACH);
@@ -299,7 +355,13 @@ pub fn lstat(p: &Path) -> libc::stat {
     // SAFETY: st is written by lstat on success.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
-        assert_eq!(libc::lstat(c.as_ptr(), &mut st), 0, "lstat {}: {}", p.display(), std::io::Error::last_os_error());
+        assert_eq!(
+            libc::lstat(c.as_ptr(), &mut st),
+            0,
+            "lstat {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
         st
     }
 }
@@ -310,7 +372,12 @@ pub fn statvfs(p: &Path) -> libc::statvfs {
     // SAFETY: st is written on success.
     unsafe {
         let mut st: libc::statvfs = std::mem::zeroed();
-        assert_eq!(libc::statvfs(c.as_ptr(), &mut st), 0, "statvfs {}", p.display());
+        assert_eq!(
+            libc::statvfs(c.as_ptr(), &mut st),
+            0,
+            "statvfs {}",
+            p.display()
+        );
         st
     }
 }

@@ -20,7 +20,7 @@ use fuser::{
     AccessFlags, BsdFileFlags, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use rumpkern::{
@@ -1126,6 +1126,38 @@ impl Filesystem for P2kFs {
             ),
             Err(e) => reply.error(ferr(e)),
         }
+    }
+
+    // Extended attributes: rumpkern has no VOP for them yet. ENOSYS (not
+    // EOPNOTSUPP) makes the kernel stop asking (it then answers EOPNOTSUPP
+    // itself), which saves a round trip per write for security.capability.
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!("setxattr({}, {name:?}) -> ENOSYS", ino.0);
+        reply.error(fuser::Errno::ENOSYS);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, _size: u32, reply: ReplyXattr) {
+        log::debug!("getxattr({}, {name:?}) -> ENOSYS", ino.0);
+        reply.error(fuser::Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        log::debug!("listxattr({}) -> ENOSYS", ino.0);
+        reply.error(fuser::Errno::ENOSYS);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        log::debug!("removexattr({}, {name:?}) -> ENOSYS", ino.0);
+        reply.error(fuser::Errno::ENOSYS);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {

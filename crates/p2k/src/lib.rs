@@ -86,6 +86,7 @@
 pub mod attr;
 pub mod cred;
 pub mod fs;
+pub mod kmount;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -167,11 +168,18 @@ fn to_io(e: rumpkern::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.0)
 }
 
+enum How {
+    /// Mounted by p2k itself (root): our mount's device number.
+    Direct { devno: String, done: bool },
+    /// Mounted through fuser/fusermount3 (ordinary users).
+    Fuser(Option<SessionUnmounter>),
+}
+
 /// Unmounts a served mount from any thread (signal handler thread, test,
 /// another process's request).
 #[derive(Clone)]
 pub struct Unmounter {
-    inner: Arc<Mutex<Option<SessionUnmounter>>>,
+    how: Arc<Mutex<How>>,
     mountpoint: PathBuf,
 }
 
@@ -179,39 +187,50 @@ impl Unmounter {
     /// Unmount the FUSE mount; the session then ends and the server's
     /// `run` returns. A busy mount point (open files, a shell's cwd) is
     /// detached lazily (`MNT_DETACH`): it disappears from the namespace at
-    /// once and the session ends when its last user goes away.
+    /// once and the session ends when its last user goes away. Does
+    /// nothing once the session has ended, or if the top mount at the mount
+    /// point is no longer ours.
     pub fn unmount(&self) -> io::Result<()> {
-        let Some(mut u) = self.inner.lock().take() else {
-            return Ok(());
-        };
-        match u.unmount() {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                log::warn!(
-                    "{}: busy; detaching it (the server exits when the last user leaves)",
-                    self.mountpoint.display()
-                );
-                lazy_unmount(&self.mountpoint)
+        let mut how = self.how.lock();
+        match &mut *how {
+            How::Direct { devno, done } => {
+                if *done {
+                    return Ok(());
+                }
+                kmount::unmount_ours(&self.mountpoint, devno)
             }
-            Err(e) => Err(e),
+            How::Fuser(u) => {
+                let Some(mut u) = u.take() else { return Ok(()) };
+                match u.unmount() {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        log::warn!(
+                            "{}: busy; detaching it (the server exits when the last user leaves)",
+                            self.mountpoint.display()
+                        );
+                        kmount::lazy_unmount(&self.mountpoint)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The session is over: nothing is left to unmount.
+    fn ended(&self) {
+        match &mut *self.how.lock() {
+            How::Direct { done, .. } => *done = true,
+            How::Fuser(u) => {
+                // fuser's session already took its mount handle when it
+                // ended; this one has nothing left to unmount.
+                u.take();
+            }
         }
     }
 
     /// The (canonical) mount point.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
-    }
-}
-
-fn lazy_unmount(mp: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(mp.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: c is a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
@@ -256,24 +275,15 @@ impl P2kServer {
         let state = Arc::new(P2k::new(mount.clone(), tun).map_err(to_io)?);
 
         let fstype = mount.fstype();
-        let mut mo = vec![
-            MountOption::FSName(opts.fsname.clone().unwrap_or_else(|| fstype.to_string())),
-            MountOption::Subtype(opts.subtype.clone().unwrap_or_else(|| fstype.to_string())),
-            if ro { MountOption::RO } else { MountOption::RW },
-            MountOption::NoDev,
-            MountOption::NoSuid,
-        ];
-        mo.push(MountOption::Async);
-        if opts.default_permissions {
-            mo.push(MountOption::DefaultPermissions);
-        }
-        let mut config = Config::default();
-        config.mount_options = mo;
-        config.acl = if opts.allow_other {
+        let subtype = opts.subtype.clone().unwrap_or_else(|| fstype.to_string());
+        let fsname = opts.fsname.clone().unwrap_or_else(|| fstype.to_string());
+        let acl = if opts.allow_other {
             SessionACL::All
         } else {
             SessionACL::Owner
         };
+        let mut config = Config::default();
+        config.acl = acl;
         config.n_threads = Some(if opts.threads == 0 {
             default_threads()
         } else {
@@ -281,9 +291,41 @@ impl P2kServer {
         });
         config.clone_fd = true;
 
-        let mut session = Session::new(P2kFs(state.clone()), &mountpoint, &config)?;
+        // SAFETY: geteuid has no preconditions.
+        let (session, how) = if unsafe { libc::geteuid() } == 0 {
+            let dm = kmount::DirectMount {
+                source: &fsname,
+                subtype: &subtype,
+                ro,
+                allow_other: opts.allow_other,
+                default_permissions: opts.default_permissions,
+            };
+            let (dev, devno) = kmount::mount_direct(&mountpoint, &dm)?;
+            match Session::from_fd(P2kFs(state.clone()), dev.into(), acl, config.clone()) {
+                Ok(s) => (s, How::Direct { devno, done: false }),
+                Err(e) => {
+                    let _ = kmount::unmount_ours(&mountpoint, &devno);
+                    return Err(e);
+                }
+            }
+        } else {
+            let mut mo = vec![
+                MountOption::FSName(fsname),
+                MountOption::Subtype(subtype),
+                if ro { MountOption::RO } else { MountOption::RW },
+                MountOption::NoDev,
+                MountOption::NoSuid,
+            ];
+            if opts.default_permissions {
+                mo.push(MountOption::DefaultPermissions);
+            }
+            config.mount_options = mo;
+            let mut s = Session::new(P2kFs(state.clone()), &mountpoint, &config)?;
+            let u = s.unmount_callable();
+            (s, How::Fuser(Some(u)))
+        };
         let unmounter = Unmounter {
-            inner: Arc::new(Mutex::new(Some(session.unmount_callable()))),
+            how: Arc::new(Mutex::new(how)),
             mountpoint,
         };
         log::info!(
@@ -332,9 +374,15 @@ impl P2kServer {
             unmounter,
         } = self;
         let served = session.run();
-        // The session is over; make sure the kernel side is gone too (it is
-        // when run() ended because of an unmount).
-        let _ = unmounter.inner.lock().take();
+        if let Err(e) = &served {
+            // The channel failed without an unmount: take the mount away.
+            log::error!(
+                "FUSE session on {} failed: {e}",
+                unmounter.mountpoint.display()
+            );
+            let _ = unmounter.unmount();
+        }
+        unmounter.ended();
         let r = finish(&state);
         served.and(r)
     }
