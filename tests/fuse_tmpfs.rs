@@ -388,6 +388,31 @@ fn sigterm_unmounts_cleanly() {
 }
 
 #[test]
+fn sigint_with_a_busy_mount_detaches_and_exits_0() {
+    let mut g = MountGuard::rump_tmpfs_fg("int", &[]);
+    fs::write(g.path("held"), b"x").unwrap();
+    // An open file keeps the mount busy: the server detaches it lazily and
+    // ends once the file is closed.
+    let f = fs::File::open(g.path("held")).unwrap();
+    let pid = g.pid().unwrap();
+    // SAFETY: our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let mp = g.mp.clone();
+    assert!(
+        wait_for(Duration::from_secs(20), || !is_mounted(&mp)),
+        "detached from the namespace"
+    );
+    let mut s = String::new();
+    (&f).read_to_string(&mut s).unwrap();
+    assert_eq!(s, "x", "the open file is still served after the detach");
+    drop(f);
+    let st = g
+        .wait_exit(Duration::from_secs(20))
+        .expect("server did not exit after the last close");
+    assert_eq!(st.code(), Some(0), "{st:?}");
+}
+
+#[test]
 fn fusermount_u_ends_server_with_status_0() {
     let mut g = MountGuard::rump_tmpfs_fg("fusermount", &[]);
     fs::create_dir(g.path("d")).unwrap();
