@@ -66,8 +66,13 @@ fn mark_gd_dirty(fs: &Ext2Fs, m: &mut Meta, g: u32) {
 
 /// Is block `b` of group `g` one of that group's own metadata blocks?
 fn is_group_meta(fs: &Ext2Fs, m: &Meta, g: u32, b: u64) -> bool {
-    let Some(d) = m.gds.get(g as usize) else { return true };
-    b == d.block_bitmap || b == d.inode_bitmap || (b >= d.inode_table && b < d.inode_table + fs.geo.itb_per_group as u64) || b <= fs.geo.first_data_block as u64
+    let Some(d) = m.gds.get(g as usize) else {
+        return true;
+    };
+    b == d.block_bitmap
+        || b == d.inode_bitmap
+        || (b >= d.inode_table && b < d.inode_table + fs.geo.itb_per_group as u64)
+        || b <= fs.geo.first_data_block as u64
 }
 
 /// Allocate one block, preferably `goal` or the next free one after it.
@@ -81,11 +86,17 @@ pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64) -> KResult<u64> {
     if m.sb.free_blocks_count == 0 {
         return Err(Errno::ENOSPC);
     }
-    let goal = if geo.valid_block(goal) { goal } else { geo.first_data_block as u64 + 1 };
+    let goal = if geo.valid_block(goal) {
+        goal
+    } else {
+        geo.first_data_block as u64 + 1
+    };
     let g0 = geo.block_group(goal).min(geo.groups - 1);
     for k in 0..geo.groups {
         let g = (g0 + k) % geo.groups;
-        let Some(d) = m.gds.get(g as usize) else { continue };
+        let Some(d) = m.gds.get(g as usize) else {
+            continue;
+        };
         if d.free_blocks == 0 {
             continue;
         }
@@ -96,12 +107,16 @@ pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64) -> KResult<u64> {
         let Some(bit) = find_zero(&bm, start, geo.blocks_in_group(g)) else {
             // Descriptor says free blocks, bitmap says none.
             drop(m);
-            return Err(fs.corrupt(format_args!("group {g}: bg_free_blocks_count {nfree} but the block bitmap is full")));
+            return Err(fs.corrupt(format_args!(
+                "group {g}: bg_free_blocks_count {nfree} but the block bitmap is full"
+            )));
         };
         let b = first + bit as u64;
         if is_group_meta(fs, &m, g, b) {
             drop(m);
-            return Err(fs.corrupt(format_args!("group {g}: block bitmap marks metadata block {b} free")));
+            return Err(fs.corrupt(format_args!(
+                "group {g}: block bitmap marks metadata block {b} free"
+            )));
         }
         set_bit(&mut bm, bit)?;
         fs.bio.bwrite(bbno, &bm)?;
@@ -127,7 +142,9 @@ pub(crate) fn free_block(fs: &Ext2Fs, b: u64) -> KResult<()> {
     }
     let mut m = lk(&fs.meta);
     let g = geo.block_group(b);
-    let Some(d) = m.gds.get(g as usize) else { return Err(Errno::EIO) };
+    let Some(d) = m.gds.get(g as usize) else {
+        return Err(Errno::EIO);
+    };
     if is_group_meta(fs, &m, g, b) {
         drop(m);
         return Err(fs.corrupt(format_args!("freeing metadata block {b} of group {g}")));
@@ -173,7 +190,9 @@ fn dirpref(fs: &Ext2Fs, m: &Meta) -> u32 {
         }
         let better = match best {
             None => true,
-            Some((_, dirs, fb)) => d.used_dirs < dirs || (d.used_dirs == dirs && d.free_blocks > fb),
+            Some((_, dirs, fb)) => {
+                d.used_dirs < dirs || (d.used_dirs == dirs && d.free_blocks > fb)
+            }
         };
         if better {
             best = Some((g as u32, d.used_dirs, d.free_blocks));
@@ -193,7 +212,11 @@ pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32
     if m.sb.free_inodes_count == 0 {
         return Err(Errno::ENOSPC);
     }
-    let pref = if is_dir { dirpref(fs, &m) } else { geo.ino_group(parent).min(geo.groups - 1) };
+    let pref = if is_dir {
+        dirpref(fs, &m)
+    } else {
+        geo.ino_group(parent).min(geo.groups - 1)
+    };
     // Candidate order: preferred, quadratic rehash, then linear.
     let mut order = vec![pref];
     let mut i = 1u64;
@@ -205,7 +228,9 @@ pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32
     }
     order.extend((0..geo.groups).map(|k| (pref + 1 + k) % geo.groups));
     for g in order {
-        let Some(d) = m.gds.get(g as usize) else { continue };
+        let Some(d) = m.gds.get(g as usize) else {
+            continue;
+        };
         if d.free_inodes == 0 {
             continue;
         }
@@ -214,11 +239,15 @@ pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32
         let start = if g == 0 { geo.first_ino - 1 } else { 0 };
         let Some(mut bit) = find_zero(&bm, start, geo.inodes_per_group) else {
             drop(m);
-            return Err(fs.corrupt(format_args!("group {g}: bg_free_inodes_count {nfree} but the inode bitmap is full")));
+            return Err(fs.corrupt(format_args!(
+                "group {g}: bg_free_inodes_count {nfree} but the inode bitmap is full"
+            )));
         };
         if g == 0 && bit < geo.first_ino - 1 {
             // Wrapped into the reserved inodes: look past them only.
-            match find_zero(&bm, geo.first_ino - 1, geo.inodes_per_group).filter(|b| *b >= geo.first_ino - 1) {
+            match find_zero(&bm, geo.first_ino - 1, geo.inodes_per_group)
+                .filter(|b| *b >= geo.first_ino - 1)
+            {
                 Some(b) => bit = b,
                 None => continue,
             }
@@ -249,7 +278,9 @@ pub(crate) fn free_inode(fs: &Ext2Fs, ino: u32, is_dir: bool) -> KResult<()> {
     }
     let mut m = lk(&fs.meta);
     let g = geo.ino_group(ino);
-    let Some(d) = m.gds.get(g as usize) else { return Err(Errno::EIO) };
+    let Some(d) = m.gds.get(g as usize) else {
+        return Err(Errno::EIO);
+    };
     let ibno = d.inode_bitmap;
     let mut bm = fs.bio.bread(ibno)?;
     if !clear_bit(&mut bm, (ino - 1) % geo.inodes_per_group)? {

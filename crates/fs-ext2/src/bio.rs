@@ -27,7 +27,11 @@ impl Bio {
     /// Blocks of `bsize` bytes on `dev`, of which the file system has
     /// `nblocks` (reads and writes beyond are refused with EIO).
     pub fn new(dev: Arc<dyn BlockDevice>, bsize: u32, nblocks: u64) -> Bio {
-        Bio { dev, bsize, nblocks }
+        Bio {
+            dev,
+            bsize,
+            nblocks,
+        }
     }
 
     /// The device.
@@ -42,7 +46,10 @@ impl Bio {
 
     fn check(&self, bno: u64) -> KResult<u64> {
         if bno >= self.nblocks {
-            log::error!("ext2fs: block {bno} beyond the file system ({} blocks)", self.nblocks);
+            log::error!(
+                "ext2fs: block {bno} beyond the file system ({} blocks)",
+                self.nblocks
+            );
             return Err(Errno::EIO);
         }
         bno.checked_mul(self.bsize as u64).ok_or(Errno::EIO)

@@ -30,7 +30,14 @@ pub(crate) fn lbn_path(fs: &Ext2Fs, lbn: u64) -> KResult<(usize, Vec<usize>)> {
     }
     q -= apb * apb;
     if q < apb * apb * apb {
-        return Ok((TIND_BLOCK, vec![(q / (apb * apb)) as usize, ((q / apb) % apb) as usize, (q % apb) as usize]));
+        return Ok((
+            TIND_BLOCK,
+            vec![
+                (q / (apb * apb)) as usize,
+                ((q / apb) % apb) as usize,
+                (q % apb) as usize,
+            ],
+        ));
     }
     Err(Errno::EFBIG)
 }
@@ -67,13 +74,21 @@ fn check_ptr(fs: &Ext2Fs, ino: u32, p: u64) -> KResult<u64> {
     if fs.geo.valid_block(p) {
         Ok(p)
     } else {
-        Err(fs.corrupt(format_args!("inode {ino}: block pointer {p} outside the file system")))
+        Err(fs.corrupt(format_args!(
+            "inode {ino}: block pointer {p} outside the file system"
+        )))
     }
 }
 
 /// Physical block of logical block `lbn` of the inode with map `blocks`;
 /// `None` for a hole.
-pub(crate) fn bmap(fs: &Ext2Fs, ino: u32, blocks: &[u32; N_BLOCKS], lbn: u64, mc: &mut MapCache) -> KResult<Option<u64>> {
+pub(crate) fn bmap(
+    fs: &Ext2Fs,
+    ino: u32,
+    blocks: &[u32; N_BLOCKS],
+    lbn: u64,
+    mc: &mut MapCache,
+) -> KResult<Option<u64>> {
     let (slot, path) = lbn_path(fs, lbn)?;
     let mut p = blocks.get(slot).copied().ok_or(Errno::EIO)? as u64;
     for idx in path {
@@ -100,7 +115,14 @@ pub(crate) fn sectors(fs: &Ext2Fs) -> u64 {
 /// (block, newly allocated). The caller writes the inode afterwards
 /// (`i_block` and `i_blocks` change here) and fills a new data block
 /// completely before anyone reads it.
-pub(crate) fn bmap_alloc(fs: &Ext2Fs, ino: u32, inode: &mut Inode, lbn: u64, goal: u64, mc: &mut MapCache) -> KResult<(u64, bool)> {
+pub(crate) fn bmap_alloc(
+    fs: &Ext2Fs,
+    ino: u32,
+    inode: &mut Inode,
+    lbn: u64,
+    goal: u64,
+    mc: &mut MapCache,
+) -> KResult<(u64, bool)> {
     let (slot, path) = lbn_path(fs, lbn)?;
     let mut goal = goal;
     let cur = *inode.block.get(slot).ok_or(Errno::EIO)? as u64;
@@ -122,7 +144,11 @@ pub(crate) fn bmap_alloc(fs: &Ext2Fs, ino: u32, inode: &mut Inode, lbn: u64, goa
         }
         b
     } else {
-        check_ptr(fs, ino, cur)?
+        let p = check_ptr(fs, ino, cur)?;
+        if path.is_empty() {
+            return Ok((p, false));
+        }
+        p
     };
     goal = p + 1;
     let n = path.len();
@@ -176,10 +202,20 @@ fn span(fs: &Ext2Fs, level: u32) -> u64 {
 /// least `keep`; the subtree starts at logical block `first`. Returns
 /// whether the pointer `p` itself was freed (its slot must be cleared).
 /// Freed blocks are pushed to `freed`.
-fn trunc_tree(fs: &Ext2Fs, ino: u32, p: u64, level: u32, first: u64, keep: u64, freed: &mut Vec<u64>) -> KResult<bool> {
+fn trunc_tree(
+    fs: &Ext2Fs,
+    ino: u32,
+    p: u64,
+    level: u32,
+    first: u64,
+    keep: u64,
+    freed: &mut Vec<u64>,
+) -> KResult<bool> {
     if !fs.geo.valid_block(p) {
         // Do not free garbage; drop the pointer.
-        fs.corrupt(format_args!("inode {ino}: block pointer {p} outside the file system (dropped)"));
+        fs.corrupt(format_args!(
+            "inode {ino}: block pointer {p} outside the file system (dropped)"
+        ));
         return Ok(first >= keep);
     }
     if level == 0 {
@@ -222,7 +258,12 @@ fn trunc_tree(fs: &Ext2Fs, ino: u32, p: u64, level: u32, first: u64, keep: u64, 
 /// writes the inode first and frees them after (so a crash leaves blocks
 /// marked used but unreferenced, which e2fsck repairs, never a block
 /// referenced twice).
-pub(crate) fn truncate_map(fs: &Ext2Fs, ino: u32, inode: &mut Inode, keep: u64) -> KResult<Vec<u64>> {
+pub(crate) fn truncate_map(
+    fs: &Ext2Fs,
+    ino: u32,
+    inode: &mut Inode,
+    keep: u64,
+) -> KResult<Vec<u64>> {
     let mut freed = Vec::new();
     let apb = fs.geo.addr_per_block as u64;
     let starts = [
@@ -236,7 +277,9 @@ pub(crate) fn truncate_map(fs: &Ext2Fs, ino: u32, inode: &mut Inode, keep: u64) 
             if fs.geo.valid_block(p) {
                 freed.push(p);
             } else {
-                fs.corrupt(format_args!("inode {ino}: block pointer {p} outside the file system (dropped)"));
+                fs.corrupt(format_args!(
+                    "inode {ino}: block pointer {p} outside the file system (dropped)"
+                ));
             }
             inode.block[i] = 0;
         }
@@ -250,6 +293,8 @@ pub(crate) fn truncate_map(fs: &Ext2Fs, ino: u32, inode: &mut Inode, keep: u64) 
             inode.block[slot] = 0;
         }
     }
-    inode.blocks = inode.blocks.saturating_sub(freed.len() as u64 * sectors(fs));
+    inode.blocks = inode
+        .blocks
+        .saturating_sub(freed.len() as u64 * sectors(fs));
     Ok(freed)
 }

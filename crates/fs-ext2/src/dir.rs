@@ -35,7 +35,13 @@ pub(crate) fn dir_blocks(fs: &Ext2Fs, d: &Inode) -> u64 {
 
 /// Read directory block `lbn` of directory `dino`; `None` for a hole
 /// (a corruption e2fsck repairs; skipped by readers).
-pub(crate) fn read_dir_block(fs: &Ext2Fs, dino: u32, d: &Inode, lbn: u64, mc: &mut MapCache) -> KResult<Option<(u64, Vec<u8>)>> {
+pub(crate) fn read_dir_block(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    lbn: u64,
+    mc: &mut MapCache,
+) -> KResult<Option<(u64, Vec<u8>)>> {
     match bmap::bmap(fs, dino, &d.block, lbn, mc)? {
         None => Ok(None),
         Some(p) => Ok(Some((p, fs.bio.bread(p)?))),
@@ -52,9 +58,14 @@ pub(crate) fn scan_block<T>(
 ) -> KResult<Option<T>> {
     let mut off = 0;
     while off < blk.len() {
-        let h = dirent_at(blk, off, fs.geo.filetype)
-            .map_err(|_| fs.corrupt(format_args!("directory {dino}: bad entry at offset {off} of a block")))?;
-        let name = blk.get(off + DIRENT_HDR..off + DIRENT_HDR + h.name_len).ok_or(Errno::EIO)?;
+        let h = dirent_at(blk, off, fs.geo.filetype).map_err(|_| {
+            fs.corrupt(format_args!(
+                "directory {dino}: bad entry at offset {off} of a block"
+            ))
+        })?;
+        let name = blk
+            .get(off + DIRENT_HDR..off + DIRENT_HDR + h.name_len)
+            .ok_or(Errno::EIO)?;
         if let Some(t) = f(off, &h, name) {
             return Ok(Some(t));
         }
@@ -68,9 +79,15 @@ pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<
     let bs = fs.geo.block_size as u64;
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, d) {
-        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+            continue;
+        };
         let r = scan_block(fs, dino, &blk, |off, h, n| {
-            (h.ino != 0 && n == name).then(|| Found { ino: h.ino, ftype: h.ftype, offset: lbn * bs + off as u64 })
+            (h.ino != 0 && n == name).then(|| Found {
+                ino: h.ino,
+                ftype: h.ftype,
+                offset: lbn * bs + off as u64,
+            })
         })?;
         if r.is_some() {
             return Ok(r);
@@ -83,8 +100,12 @@ pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<
 pub(crate) fn is_empty(fs: &Ext2Fs, dino: u32, d: &Inode) -> KResult<bool> {
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, d) {
-        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
-        let r = scan_block(fs, dino, &blk, |_, h, n| (h.ino != 0 && n != b"." && n != b"..").then_some(()))?;
+        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+            continue;
+        };
+        let r = scan_block(fs, dino, &blk, |_, h, n| {
+            (h.ino != 0 && n != b"." && n != b"..").then_some(())
+        })?;
         if r.is_some() {
             return Ok(false);
         }
@@ -132,13 +153,28 @@ pub(crate) fn readdir(
 
 /// Rewrite the inode number (and type) of the entry named `name`; returns
 /// the old inode number. Errors: ENOENT, EIO.
-pub(crate) fn set_entry(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8], ino: u32, ftype: u8) -> KResult<u32> {
+pub(crate) fn set_entry(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    name: &[u8],
+    ino: u32,
+    ftype: u8,
+) -> KResult<u32> {
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, d) {
-        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
-        let hit = scan_block(fs, dino, &blk, |off, h, n| (h.ino != 0 && n == name).then_some((off, *h)))?;
+        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+            continue;
+        };
+        let hit = scan_block(fs, dino, &blk, |off, h, n| {
+            (h.ino != 0 && n == name).then_some((off, *h))
+        })?;
         if let Some((off, h)) = hit {
-            let nh = DirentHdr { ino, ftype: if fs.geo.filetype { ftype } else { 0 }, ..h };
+            let nh = DirentHdr {
+                ino,
+                ftype: if fs.geo.filetype { ftype } else { 0 },
+                ..h
+            };
             put_dirent(&mut blk, off, &nh, fs.geo.filetype)?;
             fs.bio.bwrite(p, &blk)?;
             return Ok(h.ino);
@@ -150,10 +186,18 @@ pub(crate) fn set_entry(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8], ino: u32
 /// Remove the entry `name` (which must point at `ino`): the space goes to
 /// the previous entry of its block, or the entry is marked unused when it
 /// is the first. Returns the removed entry's type. Errors: ENOENT, EIO.
-pub(crate) fn remove_entry(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8], ino: u32) -> KResult<u8> {
+pub(crate) fn remove_entry(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    name: &[u8],
+    ino: u32,
+) -> KResult<u8> {
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, d) {
-        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+            continue;
+        };
         let mut prev: Option<(usize, DirentHdr)> = None;
         let hit = scan_block(fs, dino, &blk, |off, h, n| {
             if h.ino != 0 && n == name {
@@ -168,7 +212,10 @@ pub(crate) fn remove_entry(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8], ino: 
             }
             match prev {
                 Some((poff, ph)) => {
-                    let nh = DirentHdr { rec_len: ph.rec_len + h.rec_len, ..ph };
+                    let nh = DirentHdr {
+                        rec_len: ph.rec_len + h.rec_len,
+                        ..ph
+                    };
                     put_dirent(&mut blk, poff, &nh, fs.geo.filetype)?;
                 }
                 None => {
@@ -188,14 +235,23 @@ pub(crate) fn remove_entry(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8], ino: 
 /// directory. `d.size`, `d.block`, `d.blocks` may change: the caller
 /// writes the inode (before or after, see `vnops`). Returns true if the
 /// directory grew. Errors: ENOSPC, EFBIG, EIO.
-pub(crate) fn add_entry(fs: &Ext2Fs, dino: u32, d: &mut Inode, name: &[u8], ino: u32, ftype: u8) -> KResult<bool> {
+pub(crate) fn add_entry(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &mut Inode,
+    name: &[u8],
+    ino: u32,
+    ftype: u8,
+) -> KResult<bool> {
     let need = dirent_size(name.len());
     let ft = if fs.geo.filetype { ftype } else { 0 };
     let bs = fs.geo.block_size as usize;
     let mut mc = MapCache::default();
     let nblocks = dir_blocks(fs, d);
     for lbn in 0..nblocks {
-        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else { continue };
+        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+            continue;
+        };
         let slot = scan_block(fs, dino, &blk, |off, h, _| {
             if h.ino == 0 && h.rec_len >= need {
                 return Some((off, *h, true));
@@ -203,12 +259,19 @@ pub(crate) fn add_entry(fs: &Ext2Fs, dino: u32, d: &mut Inode, name: &[u8], ino:
             let used = dirent_size(h.name_len);
             (h.ino != 0 && h.rec_len >= used + need).then_some((off, *h, false))
         })?;
-        let Some((off, h, unused)) = slot else { continue };
+        let Some((off, h, unused)) = slot else {
+            continue;
+        };
         let (eoff, rec_len) = if unused {
             (off, h.rec_len)
         } else {
             let used = dirent_size(h.name_len);
-            put_dirent(&mut blk, off, &DirentHdr { rec_len: used, ..h }, fs.geo.filetype)?;
+            put_dirent(
+                &mut blk,
+                off,
+                &DirentHdr { rec_len: used, ..h },
+                fs.geo.filetype,
+            )?;
             (off + used, h.rec_len - used)
         };
         write_entry(&mut blk, eoff, rec_len, name, ino, ft, fs.geo.filetype)?;
@@ -217,10 +280,16 @@ pub(crate) fn add_entry(fs: &Ext2Fs, dino: u32, d: &mut Inode, name: &[u8], ino:
     }
     // Append a block.
     let goal = match nblocks.checked_sub(1) {
-        Some(l) => bmap::bmap(fs, dino, &d.block, l, &mut mc)?.map(|b| b + 1).unwrap_or(0),
+        Some(l) => bmap::bmap(fs, dino, &d.block, l, &mut mc)?
+            .map(|b| b + 1)
+            .unwrap_or(0),
         None => 0,
     };
-    let goal = if goal == 0 { group_goal(fs, dino) } else { goal };
+    let goal = if goal == 0 {
+        group_goal(fs, dino)
+    } else {
+        goal
+    };
     let (p, _) = bmap::bmap_alloc(fs, dino, d, nblocks, goal, &mut mc)?;
     let mut blk = vec![0u8; bs];
     write_entry(&mut blk, 0, bs, name, ino, ft, fs.geo.filetype)?;
@@ -229,9 +298,29 @@ pub(crate) fn add_entry(fs: &Ext2Fs, dino: u32, d: &mut Inode, name: &[u8], ino:
     Ok(true)
 }
 
-fn write_entry(blk: &mut [u8], off: usize, rec_len: usize, name: &[u8], ino: u32, ft: u8, filetype: bool) -> KResult<()> {
-    put_dirent(blk, off, &DirentHdr { ino, rec_len, name_len: name.len(), ftype: ft }, filetype)?;
-    let dst = blk.get_mut(off + DIRENT_HDR..off + DIRENT_HDR + name.len()).ok_or(Errno::EIO)?;
+fn write_entry(
+    blk: &mut [u8],
+    off: usize,
+    rec_len: usize,
+    name: &[u8],
+    ino: u32,
+    ft: u8,
+    filetype: bool,
+) -> KResult<()> {
+    put_dirent(
+        blk,
+        off,
+        &DirentHdr {
+            ino,
+            rec_len,
+            name_len: name.len(),
+            ftype: ft,
+        },
+        filetype,
+    )?;
+    let dst = blk
+        .get_mut(off + DIRENT_HDR..off + DIRENT_HDR + name.len())
+        .ok_or(Errno::EIO)?;
     dst.copy_from_slice(name);
     Ok(())
 }

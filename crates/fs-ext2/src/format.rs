@@ -21,26 +21,34 @@ pub fn le8(b: &[u8], off: usize) -> KResult<u8> {
 
 /// Little-endian `u16` at `off`; EIO when out of bounds.
 pub fn le16(b: &[u8], off: usize) -> KResult<u16> {
-    let s = b.get(off..off.checked_add(2).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get(off..off.checked_add(2).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     Ok(u16::from_le_bytes([s[0], s[1]]))
 }
 
 /// Little-endian `u32` at `off`; EIO when out of bounds.
 pub fn le32(b: &[u8], off: usize) -> KResult<u32> {
-    let s = b.get(off..off.checked_add(4).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get(off..off.checked_add(4).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// Store `v` as little-endian `u16` at `off`; EIO when out of bounds.
 pub fn put16(b: &mut [u8], off: usize, v: u16) -> KResult<()> {
-    let s = b.get_mut(off..off.checked_add(2).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get_mut(off..off.checked_add(2).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     s.copy_from_slice(&v.to_le_bytes());
     Ok(())
 }
 
 /// Store `v` as little-endian `u32` at `off`; EIO when out of bounds.
 pub fn put32(b: &mut [u8], off: usize, v: u32) -> KResult<()> {
-    let s = b.get_mut(off..off.checked_add(4).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get_mut(off..off.checked_add(4).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     s.copy_from_slice(&v.to_le_bytes());
     Ok(())
 }
@@ -214,9 +222,16 @@ pub fn feature_names(class: u8, mask: u32) -> Vec<String> {
         if mask & m == 0 {
             continue;
         }
-        match FEATURE_NAMES.iter().find(|(c, f, _)| *c == class && *f == m) {
+        match FEATURE_NAMES
+            .iter()
+            .find(|(c, f, _)| *c == class && *f == m)
+        {
             Some((_, _, n)) => out.push((*n).to_string()),
-            None => out.push(format!("FEATURE_{}{}", ["C", "R", "I"][class as usize % 3], bit)),
+            None => out.push(format!(
+                "FEATURE_{}{}",
+                ["C", "R", "I"][class as usize % 3],
+                bit
+            )),
         }
     }
     out
@@ -282,12 +297,20 @@ pub struct Refusal {
 impl Refusal {
     /// A corrupt or unsupported value: EINVAL.
     pub fn bad(field: impl Into<String>, detail: impl Into<String>) -> Refusal {
-        Refusal { field: field.into(), detail: detail.into(), errno: Errno::EINVAL }
+        Refusal {
+            field: field.into(),
+            detail: detail.into(),
+            errno: Errno::EINVAL,
+        }
     }
 
     /// Readable, not writable: EROFS.
     pub fn rdonly(field: impl Into<String>, detail: impl Into<String>) -> Refusal {
-        Refusal { field: field.into(), detail: detail.into(), errno: Errno::EROFS }
+        Refusal {
+            field: field.into(),
+            detail: detail.into(),
+            errno: Errno::EROFS,
+        }
     }
 }
 
@@ -347,16 +370,24 @@ impl Superblock {
     /// Decode `raw` (the 1024 bytes at device offset 1024). Checks the magic
     /// number and the revision only; [`Geometry::new`] checks the rest.
     pub fn parse(raw: &[u8]) -> Result<Superblock, Refusal> {
-        let raw = raw.get(..SUPERBLOCK_SIZE).ok_or_else(|| Refusal::bad("superblock", "short read"))?;
+        let raw = raw
+            .get(..SUPERBLOCK_SIZE)
+            .ok_or_else(|| Refusal::bad("superblock", "short read"))?;
         let g32 = |o| le32(raw, o).unwrap_or(0);
         let g16 = |o| le16(raw, o).unwrap_or(0);
         let magic = g16(56);
         if magic != EXT2_MAGIC {
-            return Err(Refusal::bad("s_magic", format!("{magic:#06x}, not {EXT2_MAGIC:#06x}: not an ext2 file system")));
+            return Err(Refusal::bad(
+                "s_magic",
+                format!("{magic:#06x}, not {EXT2_MAGIC:#06x}: not an ext2 file system"),
+            ));
         }
         let rev_level = g32(76);
         if rev_level > DYNAMIC_REV {
-            return Err(Refusal::bad("s_rev_level", format!("revision {rev_level} (only 0 and 1 exist)")));
+            return Err(Refusal::bad(
+                "s_rev_level",
+                format!("revision {rev_level} (only 0 and 1 exist)"),
+            ));
         }
         let dynamic = rev_level >= DYNAMIC_REV;
         let mut uuid = [0u8; 16];
@@ -388,7 +419,11 @@ impl Superblock {
             def_resuid: g16(80),
             def_resgid: g16(82),
             first_ino: if dynamic { g32(84) } else { GOOD_OLD_FIRST_INO },
-            inode_size: if dynamic { g16(88) } else { GOOD_OLD_INODE_SIZE as u16 },
+            inode_size: if dynamic {
+                g16(88)
+            } else {
+                GOOD_OLD_INODE_SIZE as u16
+            },
             feature_compat: if dynamic { g32(92) } else { 0 },
             feature_incompat: if dynamic { g32(96) } else { 0 },
             feature_ro_compat: if dynamic { g32(100) } else { 0 },
@@ -467,11 +502,17 @@ impl Superblock {
         }
         let ro_only_incompat = self.feature_incompat & INCOMPAT_READONLY;
         if ro_only_incompat != 0 {
-            return Ok(Some(Refusal::rdonly(feature_names(2, ro_only_incompat).join(","), "feature readable but not writable by this driver")));
+            return Ok(Some(Refusal::rdonly(
+                feature_names(2, ro_only_incompat).join(","),
+                "feature readable but not writable by this driver",
+            )));
         }
         let ro = self.feature_ro_compat & !RO_COMPAT_SUPPORTED;
         if ro != 0 {
-            return Ok(Some(Refusal::rdonly(feature_names(1, ro).join(","), "read-only compatible feature not writable by this driver")));
+            return Ok(Some(Refusal::rdonly(
+                feature_names(1, ro).join(","),
+                "read-only compatible feature not writable by this driver",
+            )));
         }
         Ok(None)
     }
@@ -520,7 +561,14 @@ impl Geometry {
     /// layout. Every field that the driver uses is checked here.
     pub fn new(sb: &Superblock, dev_size: u64) -> Result<Geometry, Refusal> {
         if sb.log_block_size > 6 {
-            return Err(Refusal::bad("s_log_block_size", format!("{} (block size {}); 1024..65536 allowed", sb.log_block_size, 1024u64 << sb.log_block_size.min(40))));
+            return Err(Refusal::bad(
+                "s_log_block_size",
+                format!(
+                    "{} (block size {}); 1024..65536 allowed",
+                    sb.log_block_size,
+                    1024u64 << sb.log_block_size.min(40)
+                ),
+            ));
         }
         let block_shift = 10 + sb.log_block_size;
         let block_size = 1u32 << block_shift;
@@ -528,67 +576,136 @@ impl Geometry {
             return Err(Refusal::bad("s_log_frag_size", format!("fragment size {} differs from block size {block_size} (fragments/bigalloc not supported)", 1024u64 << sb.log_frag_size.min(40))));
         }
         let is64 = sb.has_incompat(incompat::BIT64);
-        let blocks_count = if is64 { (sb.blocks_count as u64) | ((sb.blocks_count_hi as u64) << 32) } else { sb.blocks_count as u64 };
+        let blocks_count = if is64 {
+            (sb.blocks_count as u64) | ((sb.blocks_count_hi as u64) << 32)
+        } else {
+            sb.blocks_count as u64
+        };
         let want_first = if block_size == 1024 { 1 } else { 0 };
         if sb.first_data_block != want_first {
-            return Err(Refusal::bad("s_first_data_block", format!("{} (must be {want_first} with {block_size}-byte blocks)", sb.first_data_block)));
+            return Err(Refusal::bad(
+                "s_first_data_block",
+                format!(
+                    "{} (must be {want_first} with {block_size}-byte blocks)",
+                    sb.first_data_block
+                ),
+            ));
         }
         let bits = block_size * 8;
         if sb.blocks_per_group == 0 || sb.blocks_per_group > bits || sb.blocks_per_group % 8 != 0 {
-            return Err(Refusal::bad("s_blocks_per_group", format!("{} (must be a multiple of 8 in 8..={bits})", sb.blocks_per_group)));
+            return Err(Refusal::bad(
+                "s_blocks_per_group",
+                format!(
+                    "{} (must be a multiple of 8 in 8..={bits})",
+                    sb.blocks_per_group
+                ),
+            ));
         }
         if sb.frags_per_group != sb.blocks_per_group {
-            return Err(Refusal::bad("s_frags_per_group", format!("{} differs from s_blocks_per_group {}", sb.frags_per_group, sb.blocks_per_group)));
+            return Err(Refusal::bad(
+                "s_frags_per_group",
+                format!(
+                    "{} differs from s_blocks_per_group {}",
+                    sb.frags_per_group, sb.blocks_per_group
+                ),
+            ));
         }
         if sb.inodes_per_group == 0 || sb.inodes_per_group > bits {
-            return Err(Refusal::bad("s_inodes_per_group", format!("{} (must be in 1..={bits})", sb.inodes_per_group)));
+            return Err(Refusal::bad(
+                "s_inodes_per_group",
+                format!("{} (must be in 1..={bits})", sb.inodes_per_group),
+            ));
         }
         if blocks_count <= sb.first_data_block as u64 + 1 {
-            return Err(Refusal::bad("s_blocks_count", format!("{blocks_count}: too small")));
+            return Err(Refusal::bad(
+                "s_blocks_count",
+                format!("{blocks_count}: too small"),
+            ));
         }
-        let fs_bytes = blocks_count.checked_mul(block_size as u64).ok_or_else(|| Refusal::bad("s_blocks_count", "overflows"))?;
+        let fs_bytes = blocks_count
+            .checked_mul(block_size as u64)
+            .ok_or_else(|| Refusal::bad("s_blocks_count", "overflows"))?;
         if fs_bytes > dev_size {
             return Err(Refusal::bad("s_blocks_count", format!("{blocks_count} blocks of {block_size} bytes = {fs_bytes} bytes, but the device has only {dev_size}")));
         }
         let data_blocks = blocks_count - sb.first_data_block as u64;
         let groups64 = data_blocks.div_ceil(sb.blocks_per_group as u64);
-        let groups = u32::try_from(groups64).map_err(|_| Refusal::bad("s_blocks_count", "too many groups"))?;
+        let groups = u32::try_from(groups64)
+            .map_err(|_| Refusal::bad("s_blocks_count", "too many groups"))?;
         let want_inodes = (groups as u64) * (sb.inodes_per_group as u64);
         if want_inodes != sb.inodes_count as u64 {
-            return Err(Refusal::bad("s_inodes_count", format!("{} but {groups} groups of {} inodes make {want_inodes}", sb.inodes_count, sb.inodes_per_group)));
+            return Err(Refusal::bad(
+                "s_inodes_count",
+                format!(
+                    "{} but {groups} groups of {} inodes make {want_inodes}",
+                    sb.inodes_count, sb.inodes_per_group
+                ),
+            ));
         }
         let inode_size = sb.inode_size as u32;
         if sb.rev_level >= DYNAMIC_REV
-            && (inode_size < GOOD_OLD_INODE_SIZE || inode_size > block_size || !inode_size.is_power_of_two())
+            && (inode_size < GOOD_OLD_INODE_SIZE
+                || inode_size > block_size
+                || !inode_size.is_power_of_two())
         {
-            return Err(Refusal::bad("s_inode_size", format!("{inode_size} (must be a power of two in 128..={block_size})")));
+            return Err(Refusal::bad(
+                "s_inode_size",
+                format!("{inode_size} (must be a power of two in 128..={block_size})"),
+            ));
         }
         if sb.first_ino < GOOD_OLD_FIRST_INO || sb.first_ino > sb.inodes_count {
-            return Err(Refusal::bad("s_first_ino", format!("{} (must be in 11..={})", sb.first_ino, sb.inodes_count)));
+            return Err(Refusal::bad(
+                "s_first_ino",
+                format!("{} (must be in 11..={})", sb.first_ino, sb.inodes_count),
+            ));
         }
         let inodes_per_block = block_size / inode_size;
         let itb_per_group = sb.inodes_per_group.div_ceil(inodes_per_block);
         if itb_per_group as u64 >= sb.blocks_per_group as u64 {
-            return Err(Refusal::bad("s_inodes_per_group", format!("{} inodes need {itb_per_group} table blocks, more than a group's {}", sb.inodes_per_group, sb.blocks_per_group)));
+            return Err(Refusal::bad(
+                "s_inodes_per_group",
+                format!(
+                    "{} inodes need {itb_per_group} table blocks, more than a group's {}",
+                    sb.inodes_per_group, sb.blocks_per_group
+                ),
+            ));
         }
         let desc_size = if is64 { sb.desc_size as u32 } else { 32 };
         if is64 && (desc_size < 64 || desc_size > 1024 || !desc_size.is_power_of_two()) {
-            return Err(Refusal::bad("s_desc_size", format!("{desc_size} (must be a power of two in 64..=1024)")));
+            return Err(Refusal::bad(
+                "s_desc_size",
+                format!("{desc_size} (must be a power of two in 64..=1024)"),
+            ));
         }
         let descs_per_block = block_size / desc_size;
         let gdt_blocks = groups.div_ceil(descs_per_block);
         if sb.reserved_gdt_blocks as u32 > block_size / 4 {
-            return Err(Refusal::bad("s_reserved_gdt_blocks", format!("{} (at most {})", sb.reserved_gdt_blocks, block_size / 4)));
+            return Err(Refusal::bad(
+                "s_reserved_gdt_blocks",
+                format!("{} (at most {})", sb.reserved_gdt_blocks, block_size / 4),
+            ));
         }
         let meta_bg = sb.has_incompat(incompat::META_BG);
         if !meta_bg && sb.first_data_block as u64 + 1 + gdt_blocks as u64 > blocks_count {
-            return Err(Refusal::bad("s_blocks_count", "group descriptor table past the end"));
+            return Err(Refusal::bad(
+                "s_blocks_count",
+                "group descriptor table past the end",
+            ));
         }
         if sb.free_inodes_count > sb.inodes_count {
-            return Err(Refusal::bad("s_free_inodes_count", format!("{} > s_inodes_count {}", sb.free_inodes_count, sb.inodes_count)));
+            return Err(Refusal::bad(
+                "s_free_inodes_count",
+                format!(
+                    "{} > s_inodes_count {}",
+                    sb.free_inodes_count, sb.inodes_count
+                ),
+            ));
         }
         if sb.r_blocks_count as u64 > blocks_count {
-            return Err(Refusal::bad("s_r_blocks_count", format!("{} > s_blocks_count {blocks_count}", sb.r_blocks_count)));
+            return Err(Refusal::bad(
+                "s_r_blocks_count",
+                format!("{} > s_blocks_count {blocks_count}", sb.r_blocks_count),
+            ));
         }
         let addr_per_block = block_size / 4;
         let large_file = sb.has_ro_compat(ro_compat::LARGE_FILE);
@@ -599,7 +716,11 @@ impl Geometry {
         let mut max = map_blocks.saturating_mul(block_size as u64);
         // i_blocks counts 512-byte sectors in 32 bits (48 with huge_file).
         let sector_limit = if huge_file { 1u64 << 48 } else { 1u64 << 32 };
-        max = max.min((sector_limit - 1).saturating_mul(512).saturating_sub(block_size as u64 * 4));
+        max = max.min(
+            (sector_limit - 1)
+                .saturating_mul(512)
+                .saturating_sub(block_size as u64 * 4),
+        );
         max = max.min(i64::MAX as u64);
         if !(large_file || sb.rev_level >= DYNAMIC_REV) {
             max = max.min(i32::MAX as u64);
@@ -613,7 +734,11 @@ impl Geometry {
             inodes_per_group: sb.inodes_per_group,
             inodes_count: sb.inodes_count,
             groups,
-            inode_size: if sb.rev_level >= DYNAMIC_REV { inode_size } else { GOOD_OLD_INODE_SIZE },
+            inode_size: if sb.rev_level >= DYNAMIC_REV {
+                inode_size
+            } else {
+                GOOD_OLD_INODE_SIZE
+            },
             inodes_per_block,
             itb_per_group,
             desc_size,
@@ -776,25 +901,53 @@ impl GroupDesc {
         };
         let inside = |b: u64, n: u64| b >= lo && b.checked_add(n).is_some_and(|e| e <= hi) && b > 0;
         if !inside(self.block_bitmap, 1) {
-            return Err(Refusal::bad(format!("group {g} bg_block_bitmap"), format!("block {} outside {lo}..{hi}", self.block_bitmap)));
+            return Err(Refusal::bad(
+                format!("group {g} bg_block_bitmap"),
+                format!("block {} outside {lo}..{hi}", self.block_bitmap),
+            ));
         }
         if !inside(self.inode_bitmap, 1) {
-            return Err(Refusal::bad(format!("group {g} bg_inode_bitmap"), format!("block {} outside {lo}..{hi}", self.inode_bitmap)));
+            return Err(Refusal::bad(
+                format!("group {g} bg_inode_bitmap"),
+                format!("block {} outside {lo}..{hi}", self.inode_bitmap),
+            ));
         }
         if !inside(self.inode_table, geo.itb_per_group as u64) {
             return Err(Refusal::bad(
                 format!("group {g} bg_inode_table"),
-                format!("blocks {}..+{} outside {lo}..{hi}", self.inode_table, geo.itb_per_group),
+                format!(
+                    "blocks {}..+{} outside {lo}..{hi}",
+                    self.inode_table, geo.itb_per_group
+                ),
             ));
         }
         if self.free_blocks > geo.blocks_in_group(g) {
-            return Err(Refusal::bad(format!("group {g} bg_free_blocks_count"), format!("{} > {} blocks in the group", self.free_blocks, geo.blocks_in_group(g))));
+            return Err(Refusal::bad(
+                format!("group {g} bg_free_blocks_count"),
+                format!(
+                    "{} > {} blocks in the group",
+                    self.free_blocks,
+                    geo.blocks_in_group(g)
+                ),
+            ));
         }
         if self.free_inodes > geo.inodes_per_group {
-            return Err(Refusal::bad(format!("group {g} bg_free_inodes_count"), format!("{} > {} inodes per group", self.free_inodes, geo.inodes_per_group)));
+            return Err(Refusal::bad(
+                format!("group {g} bg_free_inodes_count"),
+                format!(
+                    "{} > {} inodes per group",
+                    self.free_inodes, geo.inodes_per_group
+                ),
+            ));
         }
         if self.used_dirs > geo.inodes_per_group {
-            return Err(Refusal::bad(format!("group {g} bg_used_dirs_count"), format!("{} > {} inodes per group", self.used_dirs, geo.inodes_per_group)));
+            return Err(Refusal::bad(
+                format!("group {g} bg_used_dirs_count"),
+                format!(
+                    "{} > {} inodes per group",
+                    self.used_dirs, geo.inodes_per_group
+                ),
+            ));
         }
         Ok(())
     }
@@ -856,7 +1009,8 @@ impl Inode {
     /// Does the inode's extra area (inode_size > 128) cover the 4-byte
     /// field at `off`?
     fn has_extra(&self, off: usize) -> bool {
-        self.raw.len() >= off + 4 && GOOD_OLD_INODE_SIZE as usize + self.extra_isize as usize >= off + 4
+        self.raw.len() >= off + 4
+            && GOOD_OLD_INODE_SIZE as usize + self.extra_isize as usize >= off + 4
     }
 
     /// Decode `raw` (`inode_size` bytes). `large_file`: i_size_high holds
@@ -870,8 +1024,14 @@ impl Inode {
         let size_lo = le32(raw, 4)? as u64;
         let size_hi = le32(raw, 108)? as u64;
         let is_reg = mode as u32 & 0o170000 == 0o100000;
-        let extra_isize = if raw.len() > GOOD_OLD_INODE_SIZE as usize { le16(raw, 128)? } else { 0 };
-        let extra_isize = if GOOD_OLD_INODE_SIZE as usize + extra_isize as usize > raw.len() || extra_isize % 4 != 0 {
+        let extra_isize = if raw.len() > GOOD_OLD_INODE_SIZE as usize {
+            le16(raw, 128)?
+        } else {
+            0
+        };
+        let extra_isize = if GOOD_OLD_INODE_SIZE as usize + extra_isize as usize > raw.len()
+            || extra_isize % 4 != 0
+        {
             0 // corrupt: ignore the extra fields (e2fsck fixes it)
         } else {
             extra_isize
@@ -881,7 +1041,11 @@ impl Inode {
             mode,
             uid: le16(raw, 2)? as u32 | ((le16(raw, 120)? as u32) << 16),
             gid: le16(raw, 24)? as u32 | ((le16(raw, 122)? as u32) << 16),
-            size: if is_reg { size_lo | (size_hi << 32) } else { size_lo },
+            size: if is_reg {
+                size_lo | (size_hi << 32)
+            } else {
+                size_lo
+            },
             atime: (0, 0),
             ctime: (0, 0),
             mtime: (0, 0),
@@ -895,7 +1059,13 @@ impl Inode {
             file_acl: le32(raw, 104)? as u64 | ((le16(raw, 118)? as u64) << 32),
             extra_isize,
         };
-        let ex = |ino: &Inode, off| if ino.has_extra(off) { le32(raw, off).ok() } else { None };
+        let ex = |ino: &Inode, off| {
+            if ino.has_extra(off) {
+                le32(raw, off).ok()
+            } else {
+                None
+            }
+        };
         ino.atime = decode_time(le32(raw, 8)?, ex(&ino, I_ATIME_EXTRA));
         ino.ctime = decode_time(le32(raw, 12)?, ex(&ino, I_CTIME_EXTRA));
         ino.mtime = decode_time(le32(raw, 16)?, ex(&ino, I_MTIME_EXTRA));
@@ -909,7 +1079,11 @@ impl Inode {
     /// area sized as e2fsprogs does for large inodes).
     pub fn new_empty(inode_size: u32) -> Inode {
         let raw = vec![0u8; inode_size as usize];
-        let extra = if inode_size > GOOD_OLD_INODE_SIZE { 32.min(inode_size - GOOD_OLD_INODE_SIZE) as u16 } else { 0 };
+        let extra = if inode_size > GOOD_OLD_INODE_SIZE {
+            32.min(inode_size - GOOD_OLD_INODE_SIZE) as u16
+        } else {
+            0
+        };
         Inode {
             raw,
             mode: 0,
@@ -991,8 +1165,14 @@ impl Inode {
     /// Is this a fast symlink (target inside `i_block`)? As Linux decides:
     /// no data blocks besides an extended attribute block.
     pub fn is_fast_symlink(&self, block_size: u32) -> bool {
-        let ea = if self.file_acl != 0 { (block_size / 512) as u64 } else { 0 };
-        self.ifmt() == 0o120000 && self.blocks.saturating_sub(ea) == 0 && self.flags & iflags::INLINE_DATA == 0
+        let ea = if self.file_acl != 0 {
+            (block_size / 512) as u64
+        } else {
+            0
+        };
+        self.ifmt() == 0o120000
+            && self.blocks.saturating_sub(ea) == 0
+            && self.flags & iflags::INLINE_DATA == 0
     }
 
     /// Device number of a device node, as a Linux `dev_t`.
@@ -1065,22 +1245,40 @@ pub fn dirent_at(blk: &[u8], off: usize, filetype: bool) -> KResult<DirentHdr> {
     let bs = blk.len();
     let ino = le32(blk, off)?;
     let raw_rec = le16(blk, off + 4)? as usize;
-    let rec_len = if bs >= 65536 && (raw_rec == 0 || raw_rec == 65535) { 65536 } else { raw_rec };
+    let rec_len = if bs >= 65536 && (raw_rec == 0 || raw_rec == 65535) {
+        65536
+    } else {
+        raw_rec
+    };
     let (name_len, ftype) = if filetype {
         (le8(blk, off + 6)? as usize, le8(blk, off + 7)?)
     } else {
         (le16(blk, off + 6)? as usize, ftype::UNKNOWN)
     };
-    if rec_len < DIRENT_HDR || rec_len % 4 != 0 || off + rec_len > bs || name_len > NAME_LEN || DIRENT_HDR + name_len > rec_len {
+    if rec_len < DIRENT_HDR
+        || rec_len % 4 != 0
+        || off + rec_len > bs
+        || name_len > NAME_LEN
+        || DIRENT_HDR + name_len > rec_len
+    {
         return Err(Errno::EIO);
     }
-    Ok(DirentHdr { ino, rec_len, name_len, ftype })
+    Ok(DirentHdr {
+        ino,
+        rec_len,
+        name_len,
+        ftype,
+    })
 }
 
 /// Write an entry header at `off` (rec_len encoded for 64 KiB blocks).
 pub fn put_dirent(blk: &mut [u8], off: usize, h: &DirentHdr, filetype: bool) -> KResult<()> {
     put32(blk, off, h.ino)?;
-    let rl = if h.rec_len >= 65536 { 65535 } else { h.rec_len as u16 };
+    let rl = if h.rec_len >= 65536 {
+        65535
+    } else {
+        h.rec_len as u16
+    };
     put16(blk, off + 4, rl)?;
     if filetype {
         put8(blk, off + 6, h.name_len as u8)?;
@@ -1141,17 +1339,35 @@ mod tests {
         let g = Geometry::new(&sb, 1 << 20).unwrap();
         assert_eq!(g.block_size, 1024);
         assert_eq!(g.groups, 1);
-        assert_eq!(Geometry::new(&sb, 1000).unwrap_err().field, "s_blocks_count");
+        assert_eq!(
+            Geometry::new(&sb, 1000).unwrap_err().field,
+            "s_blocks_count"
+        );
         let mut bad = r.clone();
         put32(&mut bad, 24, 7).unwrap();
         put32(&mut bad, 28, 7).unwrap();
-        assert_eq!(Geometry::new(&Superblock::parse(&bad).unwrap(), 1 << 30).unwrap_err().field, "s_log_block_size");
+        assert_eq!(
+            Geometry::new(&Superblock::parse(&bad).unwrap(), 1 << 30)
+                .unwrap_err()
+                .field,
+            "s_log_block_size"
+        );
         let mut bad = r.clone();
         put32(&mut bad, 0, 17).unwrap();
-        assert_eq!(Geometry::new(&Superblock::parse(&bad).unwrap(), 1 << 20).unwrap_err().field, "s_inodes_count");
+        assert_eq!(
+            Geometry::new(&Superblock::parse(&bad).unwrap(), 1 << 20)
+                .unwrap_err()
+                .field,
+            "s_inodes_count"
+        );
         let mut bad = r.clone();
         put16(&mut bad, 88, 100).unwrap();
-        assert_eq!(Geometry::new(&Superblock::parse(&bad).unwrap(), 1 << 20).unwrap_err().field, "s_inode_size");
+        assert_eq!(
+            Geometry::new(&Superblock::parse(&bad).unwrap(), 1 << 20)
+                .unwrap_err()
+                .field,
+            "s_inode_size"
+        );
         let mut bad = r;
         put16(&mut bad, 56, 0).unwrap();
         assert_eq!(Superblock::parse(&bad).unwrap_err().field, "s_magic");
@@ -1164,17 +1380,35 @@ mod tests {
         let e = Superblock::parse(&r).unwrap().check_features().unwrap_err();
         assert_eq!(e.field, "extent");
         put32(&mut r, 96, incompat::FILETYPE).unwrap();
-        put32(&mut r, 100, ro_compat::METADATA_CSUM | ro_compat::SPARSE_SUPER).unwrap();
-        let w = Superblock::parse(&r).unwrap().check_features().unwrap().unwrap();
+        put32(
+            &mut r,
+            100,
+            ro_compat::METADATA_CSUM | ro_compat::SPARSE_SUPER,
+        )
+        .unwrap();
+        let w = Superblock::parse(&r)
+            .unwrap()
+            .check_features()
+            .unwrap()
+            .unwrap();
         assert_eq!(w.field, "metadata_csum");
         assert_eq!(w.errno, Errno::EROFS);
         put32(&mut r, 100, ro_compat::LARGE_FILE).unwrap();
-        assert!(Superblock::parse(&r).unwrap().check_features().unwrap().is_none());
+        assert!(Superblock::parse(&r)
+            .unwrap()
+            .check_features()
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn times_and_devices() {
-        for t in [(0i64, 0u32), (-5, 7), (0x7fff_ffff, 999_999_999), (0x1_2345_6789, 5)] {
+        for t in [
+            (0i64, 0u32),
+            (-5, 7),
+            (0x7fff_ffff, 999_999_999),
+            (0x1_2345_6789, 5),
+        ] {
             let (b, x) = encode_time(t);
             assert_eq!(decode_time(b, Some(x)), t);
         }
@@ -1191,8 +1425,30 @@ mod tests {
     #[test]
     fn dirents() {
         let mut blk = vec![0u8; 1024];
-        put_dirent(&mut blk, 0, &DirentHdr { ino: 2, rec_len: 12, name_len: 1, ftype: 2 }, true).unwrap();
-        put_dirent(&mut blk, 12, &DirentHdr { ino: 2, rec_len: 1012, name_len: 2, ftype: 2 }, true).unwrap();
+        put_dirent(
+            &mut blk,
+            0,
+            &DirentHdr {
+                ino: 2,
+                rec_len: 12,
+                name_len: 1,
+                ftype: 2,
+            },
+            true,
+        )
+        .unwrap();
+        put_dirent(
+            &mut blk,
+            12,
+            &DirentHdr {
+                ino: 2,
+                rec_len: 1012,
+                name_len: 2,
+                ftype: 2,
+            },
+            true,
+        )
+        .unwrap();
         assert_eq!(dirent_at(&blk, 12, true).unwrap().rec_len, 1012);
         put16(&mut blk, 16, 0).unwrap();
         assert_eq!(dirent_at(&blk, 12, true), Err(Errno::EIO));

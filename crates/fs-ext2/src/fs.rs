@@ -54,13 +54,21 @@ impl Ext2Fs {
     /// `want_rw`: the caller asked for read-write; `force`: mount a dirty
     /// file system read-write anyway. Returns the file system and whether
     /// it is read-only (by request, feature or state).
-    pub fn open(dev: Arc<dyn BlockDevice>, want_rw: bool, force: bool) -> Result<Arc<Ext2Fs>, Refusal> {
+    pub fn open(
+        dev: Arc<dyn BlockDevice>,
+        want_rw: bool,
+        force: bool,
+    ) -> Result<Arc<Ext2Fs>, Refusal> {
         let dev_size = dev.size();
         if dev_size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
-            return Err(Refusal::bad("device", format!("{dev_size} bytes: too small for an ext2 file system")));
+            return Err(Refusal::bad(
+                "device",
+                format!("{dev_size} bytes: too small for an ext2 file system"),
+            ));
         }
         let mut raw = vec![0u8; SUPERBLOCK_SIZE];
-        dev.read_at(SUPERBLOCK_OFFSET, &mut raw).map_err(|e| Refusal::bad("superblock", format!("read error {e}")))?;
+        dev.read_at(SUPERBLOCK_OFFSET, &mut raw)
+            .map_err(|e| Refusal::bad("superblock", format!("read error {e}")))?;
         let sb = Superblock::parse(&raw)?;
         let geo = Geometry::new(&sb, dev_size)?;
         let ro_feature = sb.check_features()?;
@@ -74,7 +82,11 @@ impl Ext2Fs {
                 return Err(Refusal::rdonly("device", "opened read-only"));
             }
             if sb.state & STATE_VALID == 0 || sb.state & STATE_ERROR != 0 {
-                let what = if sb.state & STATE_ERROR != 0 { "has errors" } else { "was not cleanly unmounted" };
+                let what = if sb.state & STATE_ERROR != 0 {
+                    "has errors"
+                } else {
+                    "was not cleanly unmounted"
+                };
                 if force {
                     log::warn!("ext2fs: file system {what} (s_state {:#x}); mounting read-write because of -o force", sb.state);
                 } else {
@@ -96,27 +108,56 @@ impl Ext2Fs {
         for i in 0..geo.gdt_blocks {
             let loc = geo.gdt_block_location(i);
             if !(loc < geo.blocks_count) {
-                return Err(Refusal::bad("group descriptors", format!("descriptor block {i} at {loc}, past the end")));
+                return Err(Refusal::bad(
+                    "group descriptors",
+                    format!("descriptor block {i} at {loc}, past the end"),
+                ));
             }
-            let b = bio.bread(loc).map_err(|e| Refusal::bad("group descriptors", format!("read error {e}")))?;
+            let b = bio
+                .bread(loc)
+                .map_err(|e| Refusal::bad("group descriptors", format!("read error {e}")))?;
             for j in 0..geo.descs_per_block {
                 let g = i * geo.descs_per_block + j;
                 if g >= geo.groups {
                     break;
                 }
                 let off = (j * geo.desc_size) as usize;
-                let d = b.get(off..).and_then(|s| GroupDesc::parse(s, geo.is64).ok()).ok_or_else(|| Refusal::bad("group descriptors", "short block"))?;
+                let d = b
+                    .get(off..)
+                    .and_then(|s| GroupDesc::parse(s, geo.is64).ok())
+                    .ok_or_else(|| Refusal::bad("group descriptors", "short block"))?;
                 d.check(g, &geo)?;
                 gds.push(d);
             }
             gd_raw.push(b);
         }
-        let meta = Meta { sb, gd_dirty: vec![false; gd_raw.len()], gds, gd_raw, sb_dirty: false };
-        let fs = Arc::new(Ext2Fs { bio, geo, meta: Mutex::new(meta), rdonly, corrupt_logged: AtomicBool::new(false), ro_reason });
+        let meta = Meta {
+            sb,
+            gd_dirty: vec![false; gd_raw.len()],
+            gds,
+            gd_raw,
+            sb_dirty: false,
+        };
+        let fs = Arc::new(Ext2Fs {
+            bio,
+            geo,
+            meta: Mutex::new(meta),
+            rdonly,
+            corrupt_logged: AtomicBool::new(false),
+            ro_reason,
+        });
         // The root must be a directory.
-        let root = fs.read_inode(ROOT_INO).map_err(|e| Refusal::bad("root inode", format!("unreadable: {e}")))?;
+        let root = fs
+            .read_inode(ROOT_INO)
+            .map_err(|e| Refusal::bad("root inode", format!("unreadable: {e}")))?;
         if root.ifmt() != 0o040000 || root.links == 0 {
-            return Err(Refusal::bad("root inode", format!("mode {:o}, {} links: not a directory", root.mode, root.links)));
+            return Err(Refusal::bad(
+                "root inode",
+                format!(
+                    "mode {:o}, {} links: not a directory",
+                    root.mode, root.links
+                ),
+            ));
         }
         {
             let mut m = lk(&fs.meta);
@@ -124,7 +165,11 @@ impl Ext2Fs {
             let fb: u64 = m.gds.iter().map(|d| d.free_blocks as u64).sum();
             let fi: u64 = m.gds.iter().map(|d| d.free_inodes as u64).sum();
             if m.sb.free_blocks_count as u64 != fb || m.sb.free_inodes_count as u64 != fi {
-                log::debug!("ext2fs: superblock free counts {}/{} differ from the descriptors' {fb}/{fi}", m.sb.free_blocks_count, m.sb.free_inodes_count);
+                log::debug!(
+                    "ext2fs: superblock free counts {}/{} differ from the descriptors' {fb}/{fi}",
+                    m.sb.free_blocks_count,
+                    m.sb.free_inodes_count
+                );
             }
             m.sb.free_blocks_count = fb.min(u32::MAX as u64) as u32;
             m.sb.free_inodes_count = fi.min(u32::MAX as u64) as u32;
@@ -136,11 +181,14 @@ impl Ext2Fs {
                 m.sb.mtime = now as u32;
                 m.sb.wtime = now as u32;
                 if m.sb.max_mnt_count > 0 && m.sb.mnt_count as i32 >= m.sb.max_mnt_count as i32 {
-                    log::warn!("ext2fs: maximal mount count reached, running e2fsck is recommended");
+                    log::warn!(
+                        "ext2fs: maximal mount count reached, running e2fsck is recommended"
+                    );
                 }
                 m.sb_dirty = true;
                 drop(m);
-                fs.write_meta().map_err(|e| Refusal::bad("superblock", format!("write error {e}")))?;
+                fs.write_meta()
+                    .map_err(|e| Refusal::bad("superblock", format!("write error {e}")))?;
             }
         }
         Ok(fs)
@@ -195,7 +243,9 @@ impl Ext2Fs {
             self.inode_location(&m, ino)?
         };
         let b = self.bio.bread(blk)?;
-        let raw = b.get(off..off + self.geo.inode_size as usize).ok_or(Errno::EIO)?;
+        let raw = b
+            .get(off..off + self.geo.inode_size as usize)
+            .ok_or(Errno::EIO)?;
         Inode::parse(raw)
     }
 
@@ -209,7 +259,9 @@ impl Ext2Fs {
         let m = lk(&self.meta);
         let (blk, off) = self.inode_location(&m, ino)?;
         let mut b = self.bio.bread(blk)?;
-        b.get_mut(off..off + bytes.len()).ok_or(Errno::EIO)?.copy_from_slice(&bytes);
+        b.get_mut(off..off + bytes.len())
+            .ok_or(Errno::EIO)?
+            .copy_from_slice(&bytes);
         self.bio.bwrite(blk, &b)?;
         drop(m);
         Ok(())
@@ -233,11 +285,14 @@ impl Ext2Fs {
             let mut blk = m.gd_raw.get(i).cloned().ok_or(Errno::EIO)?;
             for j in 0..per {
                 let g = (i as u32) * per + j;
-                let Some(d) = m.gds.get(g as usize) else { break };
+                let Some(d) = m.gds.get(g as usize) else {
+                    break;
+                };
                 let off = (j * self.geo.desc_size) as usize;
                 d.store(blk.get_mut(off..).ok_or(Errno::EIO)?, self.geo.is64)?;
             }
-            self.bio.bwrite(self.geo.gdt_block_location(i as u32), &blk)?;
+            self.bio
+                .bwrite(self.geo.gdt_block_location(i as u32), &blk)?;
             if let Some(r) = m.gd_raw.get_mut(i) {
                 *r = blk;
             }
@@ -282,7 +337,11 @@ impl Ext2Fs {
     /// Free blocks, free inodes, reserved blocks (statvfs).
     pub fn counts(&self) -> (u64, u64, u64) {
         let m = lk(&self.meta);
-        (m.sb.free_blocks_count as u64, m.sb.free_inodes_count as u64, m.sb.r_blocks_count as u64)
+        (
+            m.sb.free_blocks_count as u64,
+            m.sb.free_inodes_count as u64,
+            m.sb.r_blocks_count as u64,
+        )
     }
 
     /// Blocks used by metadata that never holds file data (Linux

@@ -71,7 +71,9 @@ impl FsType for Ext2Type {
     /// The superblock magic at offset 1024 and a geometry that validates.
     fn probe(&self, dev: &dyn BlockDevice) -> bool {
         let mut raw = vec![0u8; format::SUPERBLOCK_SIZE];
-        if dev.size() < format::SUPERBLOCK_OFFSET + raw.len() as u64 || dev.read_at(format::SUPERBLOCK_OFFSET, &mut raw).is_err() {
+        if dev.size() < format::SUPERBLOCK_OFFSET + raw.len() as u64
+            || dev.read_at(format::SUPERBLOCK_OFFSET, &mut raw).is_err()
+        {
             return false;
         }
         match format::Superblock::parse(&raw) {
@@ -90,7 +92,10 @@ impl FsType for Ext2Type {
 }
 
 /// Mount and also return the [`Ext2Fs`] (for statistics and tests).
-pub fn mount(dev: Option<Arc<dyn BlockDevice>>, args: &MountArgs) -> KResult<(Arc<Mount>, Arc<Ext2Fs>)> {
+pub fn mount(
+    dev: Option<Arc<dyn BlockDevice>>,
+    args: &MountArgs,
+) -> KResult<(Arc<Mount>, Arc<Ext2Fs>)> {
     let dev = dev.ok_or(Errno::ENODEV)?;
     for (k, _) in &args.options {
         if !KNOWN_OPTIONS.contains(&k.as_str()) {

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use rumpkern::types::ioflag;
 use rumpkern::types::mode::*;
 use rumpkern::{
-    genfs, Cred, DirEntry, DirFiller, Errno, KResult, Mount, PathConf, SetAttr, SetTime, Timespec, Uio, VType, Vattr, Vnode,
-    VnodeOps, VnodeRef,
+    genfs, Cred, DirEntry, DirFiller, Errno, KResult, Mount, PathConf, SetAttr, SetTime, Timespec,
+    Uio, VType, Vattr, Vnode, VnodeOps, VnodeRef,
 };
 
 use crate::alloc;
@@ -95,12 +95,25 @@ fn load(fs: &Arc<Ext2Fs>, ino: u32) -> KResult<(VType, Box<dyn VnodeOps>)> {
         return Err(fs.corrupt(format_args!("inode {ino}: referenced but has no links")));
     }
     if inode.flags & (iflags::EXTENTS | iflags::INLINE_DATA) != 0 {
-        return Err(fs.corrupt(format_args!("inode {ino}: extent or inline-data inode on a file system without those features")));
+        return Err(fs.corrupt(format_args!(
+            "inode {ino}: extent or inline-data inode on a file system without those features"
+        )));
     }
     if vt == VType::Dir && inode.size % fs.geo.block_size as u64 != 0 {
-        log::warn!("ext2fs: directory {ino}: size {} not a multiple of the block size", inode.size);
+        log::warn!(
+            "ext2fs: directory {ino}: size {} not a multiple of the block size",
+            inode.size
+        );
     }
-    Ok((vt, Box::new(Ext2Node { fs: fs.clone(), ino, vtype: vt, inner: Mutex::new(inode) })))
+    Ok((
+        vt,
+        Box::new(Ext2Node {
+            fs: fs.clone(),
+            ino,
+            vtype: vt,
+            inner: Mutex::new(inode),
+        }),
+    ))
 }
 
 /// The referenced vnode of inode `ino` on mount `mp`.
@@ -132,7 +145,11 @@ impl Ext2Node {
 
     fn vattr(&self, i: &Inode, fsid: u64) -> Vattr {
         let bs = self.fs.geo.block_size;
-        let bytes = if i.flags & iflags::HUGE_FILE != 0 { i.blocks * bs as u64 } else { i.blocks * 512 };
+        let bytes = if i.flags & iflags::HUGE_FILE != 0 {
+            i.blocks * bs as u64
+        } else {
+            i.blocks * 512
+        };
         Vattr {
             vtype: self.vtype,
             mode: i.mode as u32 & ALLPERMS,
@@ -149,7 +166,11 @@ impl Ext2Node {
             ctime: ts(i.ctime),
             birthtime: i.crtime.map(ts).unwrap_or(Timespec::ZERO),
             gen: i.generation,
-            rdev: if matches!(self.vtype, VType::Chr | VType::Blk) { i.rdev() } else { 0 },
+            rdev: if matches!(self.vtype, VType::Chr | VType::Blk) {
+                i.rdev()
+            } else {
+                0
+            },
             flags: i.flags,
         }
     }
@@ -228,7 +249,11 @@ impl Ext2Node {
     fn release(&self) -> KResult<()> {
         let fs = &self.fs;
         let mut i = lk(&self.inner);
-        let freed = if self.has_block_map(&i) { bmap::truncate_map(fs, self.ino, &mut i, 0)? } else { Vec::new() };
+        let freed = if self.has_block_map(&i) {
+            bmap::truncate_map(fs, self.ino, &mut i, 0)?
+        } else {
+            Vec::new()
+        };
         i.block = [0; N_BLOCKS];
         i.size = 0;
         i.dtime = now().0 as u32;
@@ -269,7 +294,11 @@ impl Ext2Node {
             return Err(Errno::ENAMETOOLONG);
         }
         let gid = genfs::new_file_gid(&dva, cred);
-        let perm = if is_dir { genfs::new_dir_mode(&dva, perm) } else { genfs::new_file_mode(perm, gid, cred) };
+        let perm = if is_dir {
+            genfs::new_dir_mode(&dva, perm)
+        } else {
+            genfs::new_file_mode(perm, gid, cred)
+        };
         let ino = alloc::alloc_inode(fs, self.ino, is_dir)?;
         let t = now();
         let mut i = Inode::new_empty(fs.geo.inode_size);
@@ -285,7 +314,9 @@ impl Ext2Node {
         }
         i.generation = GENERATION.fetch_add(1, Ordering::Relaxed).wrapping_add(t.1);
         let undo = |i: &mut Inode| {
-            if matches!(ifmt, S_IFREG | S_IFDIR) || (ifmt == S_IFLNK && !i.is_fast_symlink(fs.geo.block_size)) {
+            if matches!(ifmt, S_IFREG | S_IFDIR)
+                || (ifmt == S_IFLNK && !i.is_fast_symlink(fs.geo.block_size))
+            {
                 if let Ok(freed) = bmap::truncate_map(fs, ino, i, 0) {
                     let _ = alloc::free_blocks(fs, &freed);
                 }
@@ -302,7 +333,9 @@ impl Ext2Node {
         // The inode is on disk; now the entry that names it.
         let r = {
             let mut d = lk(&self.inner);
-            let r = self.dir_prepare(&mut d).and_then(|_| dir::add_entry(fs, self.ino, &mut d, name, ino, ftype_of_mode(ifmt)));
+            let r = self
+                .dir_prepare(&mut d)
+                .and_then(|_| dir::add_entry(fs, self.ino, &mut d, name, ino, ftype_of_mode(ifmt)));
             match r {
                 Ok(_) => {
                     if is_dir {
@@ -340,7 +373,9 @@ impl Ext2Node {
         let mut i = lk(&self.inner);
         let n = i.links as i32 + delta;
         if n < 0 {
-            return Err(self.fs.corrupt(format_args!("inode {}: link count below zero", self.ino)));
+            return Err(self
+                .fs
+                .corrupt(format_args!("inode {}: link count below zero", self.ino)));
         }
         if n as u32 > LINK_MAX {
             return Err(Errno::EMLINK);
@@ -386,7 +421,11 @@ impl VnodeOps for Ext2Node {
         let t = now();
         if let Some(size) = sa.size {
             if self.vtype != VType::Reg {
-                return Err(if self.vtype == VType::Dir { Errno::EISDIR } else { Errno::EINVAL });
+                return Err(if self.vtype == VType::Dir {
+                    Errno::EISDIR
+                } else {
+                    Errno::EINVAL
+                });
             }
             if size != i.size {
                 self.truncate(&mut i, size)?;
@@ -429,7 +468,10 @@ impl VnodeOps for Ext2Node {
         let f = self.find(name)?;
         if name == b"." {
             if f.ino != self.ino {
-                return Err(self.fs.corrupt(format_args!("directory {}: '.' points at {}", self.ino, f.ino)));
+                return Err(self.fs.corrupt(format_args!(
+                    "directory {}: '.' points at {}",
+                    self.ino, f.ino
+                )));
             }
         }
         vget(&self.fs, &mp, f.ino)
@@ -439,7 +481,15 @@ impl VnodeOps for Ext2Node {
         self.make_node(dvp, name, S_IFREG, mode, cred, &|_, _, _| Ok(()))
     }
 
-    fn mknod(&self, dvp: &Vnode, name: &[u8], vtype: VType, mode: u32, rdev: u64, cred: &Cred) -> KResult<VnodeRef> {
+    fn mknod(
+        &self,
+        dvp: &Vnode,
+        name: &[u8],
+        vtype: VType,
+        mode: u32,
+        rdev: u64,
+        cred: &Cred,
+    ) -> KResult<VnodeRef> {
         let ifmt = match vtype {
             VType::Chr | VType::Blk | VType::Fifo | VType::Sock | VType::Reg => vtype.ifmt(),
             _ => return Err(Errno::EINVAL),
@@ -486,7 +536,9 @@ impl VnodeOps for Ext2Node {
             i.block[0] = b as u32;
             i.blocks = bmap::sectors(fs);
             let mut blk = vec![0u8; fs.geo.block_size as usize];
-            blk.get_mut(..target.len()).ok_or(Errno::EIO)?.copy_from_slice(target);
+            blk.get_mut(..target.len())
+                .ok_or(Errno::EIO)?
+                .copy_from_slice(target);
             fs.bio.bwrite(b, &blk)
         })
     }
@@ -515,7 +567,9 @@ impl VnodeOps for Ext2Node {
         n.adjust_links(1)?;
         let r = {
             let mut d = lk(&self.inner);
-            let r = self.dir_prepare(&mut d).and_then(|_| dir::add_entry(&self.fs, self.ino, &mut d, name, n.ino, ft));
+            let r = self
+                .dir_prepare(&mut d)
+                .and_then(|_| dir::add_entry(&self.fs, self.ino, &mut d, name, n.ino, ft));
             let t = now();
             d.mtime = t;
             d.ctime = t;
@@ -572,7 +626,14 @@ impl VnodeOps for Ext2Node {
         r
     }
 
-    fn rename(&self, fdvp: &Vnode, fname: &[u8], tdvp: &Vnode, tname: &[u8], _cred: &Cred) -> KResult<()> {
+    fn rename(
+        &self,
+        fdvp: &Vnode,
+        fname: &[u8],
+        tdvp: &Vnode,
+        tname: &[u8],
+        _cred: &Cred,
+    ) -> KResult<()> {
         let fs = &self.fs;
         let mp = self.mp(fdvp)?;
         let tdir = node(tdvp)?;
@@ -651,7 +712,11 @@ impl VnodeOps for Ext2Node {
                         tdir.write(&d)?;
                     }
                     let mut i = lk(&tn.inner);
-                    i.links = if tvp.vtype() == VType::Dir { 0 } else { i.links.saturating_sub(1) };
+                    i.links = if tvp.vtype() == VType::Dir {
+                        0
+                    } else {
+                        i.links.saturating_sub(1)
+                    };
                     i.ctime = now();
                     tn.write(&i)
                 })(),
@@ -704,7 +769,9 @@ impl VnodeOps for Ext2Node {
             let off = uio.offset;
             let lbn = off / bs;
             let boff = (off % bs) as usize;
-            let n = ((bs as usize - boff) as u64).min(size - off).min(uio.resid() as u64) as usize;
+            let n = ((bs as usize - boff) as u64)
+                .min(size - off)
+                .min(uio.resid() as u64) as usize;
             match bmap::bmap(fs, self.ino, &blocks, lbn, &mut mc)? {
                 None => {
                     uio.uiomove_zero(n);
@@ -754,7 +821,11 @@ impl VnodeOps for Ext2Node {
             let n = (bs as usize - boff).min(uio.resid());
             if goal == 0 {
                 goal = match lbn.checked_sub(1) {
-                    Some(prev) => bmap::bmap(fs, self.ino, &i.block, prev, &mut mc).ok().flatten().map(|b| b + 1).unwrap_or(0),
+                    Some(prev) => bmap::bmap(fs, self.ino, &i.block, prev, &mut mc)
+                        .ok()
+                        .flatten()
+                        .map(|b| b + 1)
+                        .unwrap_or(0),
                     None => 0,
                 };
                 if goal == 0 {
@@ -827,12 +898,20 @@ impl VnodeOps for Ext2Node {
                 None => match fs.read_inode(ino).ok().and_then(|i| vtype_of(i.mode)) {
                     Some(v) => v,
                     None => {
-                        err = Some(fs.corrupt(format_args!("directory {}: entry for inode {ino} of unknown type", self.ino)));
+                        err = Some(fs.corrupt(format_args!(
+                            "directory {}: entry for inode {ino} of unknown type",
+                            self.ino
+                        )));
                         return false;
                     }
                 },
             };
-            filler(&DirEntry { ino: ino as u64, name, vtype: vt, next_offset: next })
+            filler(&DirEntry {
+                ino: ino as u64,
+                name,
+                vtype: vt,
+                next_offset: next,
+            })
         })?;
         match err {
             Some(e) => Err(e),
@@ -885,7 +964,9 @@ impl VnodeOps for Ext2Node {
             PathConf::LinkMax => Ok(LINK_MAX as i64),
             PathConf::NameMax => Ok(NAME_LEN as i64),
             PathConf::FileSizeBits => Ok(64),
-            PathConf::SymlinkMax => Ok((self.fs.geo.block_size as i64 - 1).min(rumpkern::PATH_MAX as i64 - 1)),
+            PathConf::SymlinkMax => {
+                Ok((self.fs.geo.block_size as i64 - 1).min(rumpkern::PATH_MAX as i64 - 1))
+            }
             n => genfs::pathconf(n),
         }
     }

@@ -11,10 +11,25 @@ fn check(bs: u32, extra: &[&str], big: bool) {
     std::fs::create_dir(&tree).unwrap();
     build_tree(&tree, big);
     let img = t.path().join("img");
-    mkimage(&img, Some(&tree), if big { 64 * 1024 } else { 32 * 1024 }, bs, extra);
+    mkimage(
+        &img,
+        Some(&tree),
+        if big { 64 * 1024 } else { 32 * 1024 },
+        bs,
+        extra,
+    );
     let mp = mount_img(&img, "ro").expect("mount");
     let root = mp.root().unwrap();
     let n = compare(&tree, &root, true);
+    let many = root.lookup(b"many", &cred()).unwrap();
+    let flags = many.getattr().unwrap().flags;
+    if !extra.contains(&"-r") {
+        assert!(
+            flags & INDEX_FL != 0,
+            "the 'many' directory should be hashed (flags {flags:#x})"
+        );
+    }
+    drop(many);
     assert!(n > 400, "only {n} entries compared");
     let st = mp.statvfs().unwrap();
     assert_eq!(st.frsize, bs);

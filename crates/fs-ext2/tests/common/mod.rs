@@ -24,7 +24,11 @@ pub struct FileDev {
 
 impl FileDev {
     pub fn open(p: &Path, ro: bool) -> Arc<dyn BlockDevice> {
-        let f = OpenOptions::new().read(true).write(!ro).open(p).expect("open image");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(!ro)
+            .open(p)
+            .expect("open image");
         let size = f.metadata().unwrap().len();
         Arc::new(FileDev { f, size, ro })
     }
@@ -36,7 +40,10 @@ fn ioerr(e: std::io::Error) -> rumpuser::Error {
 
 impl BlockDevice for FileDev {
     fn read_at(&self, off: u64, buf: &mut [u8]) -> rumpuser::RuResult<()> {
-        if off.checked_add(buf.len() as u64).is_none_or(|e| e > self.size) {
+        if off
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.size)
+        {
             return Err(rumpuser::Error(5));
         }
         self.f.read_exact_at(buf, off).map_err(ioerr)
@@ -45,7 +52,10 @@ impl BlockDevice for FileDev {
         if self.ro {
             return Err(rumpuser::Error(30));
         }
-        if off.checked_add(buf.len() as u64).is_none_or(|e| e > self.size) {
+        if off
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.size)
+        {
             return Err(rumpuser::Error(5));
         }
         self.f.write_all_at(buf, off).map_err(ioerr)
@@ -70,7 +80,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!("fs-ext2-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let p = std::env::temp_dir().join(format!(
+            "fs-ext2-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -93,7 +107,12 @@ pub fn run(cmd: &mut Command) -> std::process::Output {
 
 pub fn run_ok(cmd: &mut Command) {
     let out = run(cmd);
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Deterministic file content.
@@ -112,7 +131,8 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
 fn set_mtime(p: &Path, sec: u64) {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sec);
     let f = File::open(p).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t)).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+        .unwrap();
 }
 
 /// Build the source tree: long names, deep paths, hard links, fast and
@@ -126,13 +146,20 @@ pub fn build_tree(root: &Path, big: bool) {
     };
     w("empty", b"");
     w("one", b"x");
-    for (i, n) in [1023usize, 1024, 1025, 4095, 4096, 4097, 5000, 65536, 100_000].iter().enumerate() {
+    for (i, n) in [
+        1023usize, 1024, 1025, 4095, 4096, 4097, 5000, 65536, 100_000,
+    ]
+    .iter()
+    .enumerate()
+    {
         w(&format!("sizes/f{n}"), &pattern(*n, i as u32));
     }
     let long = "L".repeat(255);
     w(&format!("longnames/{long}"), b"long name");
     w(&format!("longnames/{}", "m".repeat(200)), b"m");
-    let deep: Vec<String> = (0..30).map(|i| format!("d{i:02}_{}", "x".repeat(20))).collect();
+    let deep: Vec<String> = (0..30)
+        .map(|i| format!("d{i:02}_{}", "x".repeat(20)))
+        .collect();
     w(&format!("{}/leaf", deep.join("/")), b"deep leaf");
     w("links/orig", b"hard linked");
     std::fs::hard_link(root.join("links/orig"), root.join("links/second")).unwrap();
@@ -141,7 +168,8 @@ pub fn build_tree(root: &Path, big: bool) {
     std::os::unix::fs::symlink("orig", root.join("links/fast")).unwrap();
     std::os::unix::fs::symlink("a".repeat(59), root.join("links/fast59")).unwrap();
     std::os::unix::fs::symlink("b".repeat(60), root.join("links/slow60")).unwrap();
-    std::os::unix::fs::symlink(format!("/{}", "c/".repeat(150)), root.join("links/slow301")).unwrap();
+    std::os::unix::fs::symlink(format!("/{}", "c/".repeat(150)), root.join("links/slow301"))
+        .unwrap();
     std::os::unix::fs::symlink("../sizes/f1023", root.join("links/rel")).unwrap();
     // Sparse files.
     {
@@ -163,8 +191,16 @@ pub fn build_tree(root: &Path, big: bool) {
         }
     }
     run_ok(Command::new("mkfifo").arg(root.join("fifo")));
-    run_ok(Command::new("mknod").arg(root.join("null")).args(["c", "1", "3"]));
-    run_ok(Command::new("mknod").arg(root.join("blk")).args(["b", "7", "200"]));
+    run_ok(
+        Command::new("mknod")
+            .arg(root.join("null"))
+            .args(["c", "1", "3"]),
+    );
+    run_ok(
+        Command::new("mknod")
+            .arg(root.join("blk"))
+            .args(["b", "7", "200"]),
+    );
     // Modes and owners.
     std::fs::set_permissions(root.join("one"), std::fs::Permissions::from_mode(0o4751)).unwrap();
     std::fs::set_permissions(root.join("empty"), std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -176,7 +212,10 @@ pub fn build_tree(root: &Path, big: bool) {
     // Many entries in one directory (several directory blocks; hashed
     // with dir_index).
     for i in 0..400 {
-        w(&format!("many/entry_{i:04}_{}", "n".repeat(i % 40)), format!("{i}").as_bytes());
+        w(
+            &format!("many/entry_{i:04}_{}", "n".repeat(i % 40)),
+            format!("{i}").as_bytes(),
+        );
     }
     // Times, bottom-up so that directory times stay.
     let mut all = Vec::new();
@@ -223,9 +262,23 @@ pub fn mkimage(img: &Path, tree: Option<&Path>, size_kb: u64, bs: u32, extra: &[
     }
     c.arg(img).arg(format!("{size_kb}k"));
     run_ok(&mut c);
+    if tree.is_some() {
+        // mke2fs -d writes linear directories; e2fsck -D builds the hashed
+        // indexes (dir_index), so the htree case is read and written too.
+        let out = run(Command::new("e2fsck").arg("-fyD").arg(img));
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "e2fsck -fyD: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
+/// EXT2_INDEX_FL (hashed directory) as getattr reports it in `flags`.
+pub const INDEX_FL: u32 = 0x1000;
+
 pub fn mount_img(img: &Path, opts: &str) -> rumpkern::KResult<Arc<Mount>> {
+    let _ = env_logger::builder().is_test(true).try_init();
     let args = MountArgs::parse(opts);
     let dev = FileDev::open(img, args.rdonly);
     rumpkern::FsType::mount(&fs_ext2::EXT2FS, Some(dev), &args)
@@ -253,7 +306,11 @@ pub fn list(vp: &VnodeRef) -> BTreeMap<Vec<u8>, (u64, VType)> {
             if e.name == b"." || e.name == b".." {
                 dots += 1;
             } else {
-                assert!(out.insert(e.name.to_vec(), (e.ino, e.vtype)).is_none(), "duplicate entry {:?}", String::from_utf8_lossy(e.name));
+                assert!(
+                    out.insert(e.name.to_vec(), (e.ino, e.vtype)).is_none(),
+                    "duplicate entry {:?}",
+                    String::from_utf8_lossy(e.name)
+                );
             }
             true
         })
@@ -273,12 +330,18 @@ pub fn read_all(vp: &VnodeRef) -> Vec<u8> {
     let mut out = vec![0u8; size];
     let mut off = 0;
     while off < size {
-        let n = vp.read(&mut out[off..(off + 777_777).min(size)], off as u64).expect("read");
+        let n = vp
+            .read(&mut out[off..(off + 777_777).min(size)], off as u64)
+            .expect("read");
         assert!(n > 0, "short read at {off} of {size}");
         off += n;
     }
     let mut extra = [0u8; 10];
-    assert_eq!(vp.read(&mut extra, size as u64).unwrap(), 0, "read past EOF");
+    assert_eq!(
+        vp.read(&mut extra, size as u64).unwrap(),
+        0,
+        "read past EOF"
+    );
     out
 }
 
@@ -292,12 +355,18 @@ pub fn compare(src: &Path, vp: &VnodeRef, check_times: bool) -> usize {
     for e in std::fs::read_dir(src).unwrap() {
         theirs.insert(e.unwrap().file_name().into_encoded_bytes());
     }
-    let ours_names: BTreeSet<Vec<u8>> = ours.keys().cloned().filter(|n| n != b"lost+found").collect();
+    let ours_names: BTreeSet<Vec<u8>> = ours
+        .keys()
+        .cloned()
+        .filter(|n| n != b"lost+found")
+        .collect();
     assert_eq!(ours_names, theirs, "entries of {}", src.display());
     let mut n = 0;
     for name in theirs {
         let p = src.join(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(&name));
-        let child = vp.lookup(&name, &cred()).unwrap_or_else(|e| panic!("lookup {}: {e}", p.display()));
+        let child = vp
+            .lookup(&name, &cred())
+            .unwrap_or_else(|e| panic!("lookup {}: {e}", p.display()));
         let md = std::fs::symlink_metadata(&p).unwrap();
         let va = child.getattr().unwrap();
         assert_eq!(va.st_mode(), md.mode(), "mode of {}", p.display());
@@ -317,10 +386,22 @@ pub fn compare(src: &Path, vp: &VnodeRef, check_times: bool) -> usize {
             assert_eq!(va.size, md.size(), "size of {}", p.display());
             if ft.is_file() {
                 let data = read_all(&child);
-                assert!(data == std::fs::read(&p).unwrap(), "content of {}", p.display());
+                assert!(
+                    data == std::fs::read(&p).unwrap(),
+                    "content of {}",
+                    p.display()
+                );
             } else if ft.is_symlink() {
                 let t = child.readlink().unwrap();
-                assert_eq!(t, std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(), "target of {}", p.display());
+                assert_eq!(
+                    t,
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                    "target of {}",
+                    p.display()
+                );
             } else if ft.is_fifo_like() {
                 use std::os::unix::fs::FileTypeExt;
                 if ft.is_char_device() || ft.is_block_device() {
@@ -347,5 +428,12 @@ impl OsStrBytes for std::ffi::OsStr {
 /// Run `e2fsck -fn` on an image; returns (exit status, output).
 pub fn e2fsck(img: &Path) -> (i32, String) {
     let out = run(Command::new("e2fsck").arg("-fn").arg(img));
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
