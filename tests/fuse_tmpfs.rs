@@ -276,7 +276,7 @@ fn files_dirs_links_rename_attrs() {
 
     // An open, unlinked file lives on until closed.
     let mut h = fs::OpenOptions::new()
-        .create(true)
+        .create_new(true)
         .read(true)
         .write(true)
         .open(g.path("ghost"))
@@ -327,7 +327,7 @@ fn size_limit_gives_enospc_and_statvfs() {
     let g = MountGuard::rump_tmpfs("size", &["-o", "size=1m"]);
     let sv = statvfs(&g.mp);
     assert_eq!(
-        sv.f_blocks as u64 * sv.f_frsize as u64,
+        sv.f_blocks * sv.f_frsize,
         1 << 20,
         "f_blocks {} f_frsize {}",
         sv.f_blocks,

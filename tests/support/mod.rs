@@ -46,7 +46,7 @@ fn unescape(s: &str) -> Vec<u8> {
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            out.push(((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0')) as u8);
+            out.push(((b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32) as u8);
             i += 4;
         } else {
             out.push(b[i]);
