@@ -1,0 +1,240 @@
+//! Mount-time behaviour: refused images name the field, features decide
+//! read-only or refusal, the clean state and mount count, damaged images
+//! give EIO and never a panic.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use fs_ext2::format::{le16, le32};
+use fs_ext2::Ext2Fs;
+use rumpkern::{Errno, FsType};
+
+fn poke(img: &Path, off: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    f.write_all_at(bytes, off).unwrap();
+}
+
+fn peek(img: &Path, off: u64, len: usize) -> Vec<u8> {
+    let f = std::fs::File::open(img).unwrap();
+    let mut b = vec![0u8; len];
+    f.read_exact_at(&mut b, off).unwrap();
+    b
+}
+
+fn refusal(img: &Path, rw: bool) -> fs_ext2::Refusal {
+    match Ext2Fs::open(FileDev::open(img, !rw), rw, false) {
+        Ok(_) => panic!("mount of {} should have been refused", img.display()),
+        Err(r) => r,
+    }
+}
+
+fn debugfs_w(img: &Path, cmd: &str) {
+    run_ok(
+        Command::new("debugfs")
+            .arg("-w")
+            .arg("-R")
+            .arg(cmd)
+            .arg(img),
+    );
+}
+
+/// Output of `debugfs -R cmd`.
+fn debugfs(img: &Path, cmd: &str) -> String {
+    let out = run(Command::new("debugfs").arg("-R").arg(cmd).arg(img));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn small(t: &TempDir, bs: u32) -> std::path::PathBuf {
+    let img = t.path().join("img");
+    mkimage(&img, None, 4096, bs, &[]);
+    img
+}
+
+#[test]
+fn zeroed_superblock_is_refused() {
+    let t = TempDir::new("zero");
+    let img = small(&t, 1024);
+    assert!(fs_ext2::EXT2FS.probe(&*FileDev::open(&img, true)));
+    poke(&img, 1024, &[0u8; 1024]);
+    assert!(!fs_ext2::EXT2FS.probe(&*FileDev::open(&img, true)));
+    assert_eq!(refusal(&img, false).field, "s_magic");
+    assert_eq!(mount_img(&img, "ro").err(), Some(Errno::EINVAL));
+}
+
+#[test]
+fn absurd_block_size_is_refused() {
+    let t = TempDir::new("bsize");
+    let img = small(&t, 1024);
+    poke(&img, 1024 + 24, &20u32.to_le_bytes());
+    assert_eq!(refusal(&img, false).field, "s_log_block_size");
+    assert_eq!(mount_img(&img, "ro").err(), Some(Errno::EINVAL));
+}
+
+#[test]
+fn block_count_beyond_device_is_refused() {
+    let t = TempDir::new("bcount");
+    let img = small(&t, 1024);
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.set_len(3 << 20).unwrap();
+    assert_eq!(refusal(&img, false).field, "s_blocks_count");
+}
+
+#[test]
+fn inode_table_past_the_end_is_refused() {
+    let t = TempDir::new("itable");
+    let img = small(&t, 1024);
+    // Group descriptor table at block 2 with 1 KiB blocks.
+    poke(&img, 2 * 1024 + 8, &100_000u32.to_le_bytes());
+    let r = refusal(&img, false);
+    assert_eq!(r.field, "group 0 bg_inode_table", "{r}");
+    assert_eq!(mount_img(&img, "ro").err(), Some(Errno::EINVAL));
+}
+
+#[test]
+fn inode_count_mismatch_is_refused() {
+    let t = TempDir::new("icount");
+    let img = small(&t, 4096);
+    let n = le32(&peek(&img, 1024, 4), 0).unwrap();
+    poke(&img, 1024, &(n + 1).to_le_bytes());
+    assert_eq!(refusal(&img, false).field, "s_inodes_count");
+}
+
+#[test]
+fn directory_record_length_zero_gives_eio() {
+    let t = TempDir::new("reclen");
+    let img = small(&t, 1024);
+    let root_blk: u64 = debugfs(&img, "blocks /")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Entry 2 ("..") of the root directory: offset 12, rec_len at +4.
+    poke(&img, root_blk * 1024 + 12 + 4, &0u16.to_le_bytes());
+    let mp = mount_img(&img, "ro").expect("the superblock is fine");
+    let root = mp.root().unwrap();
+    assert_eq!(root.lookup(b"lost+found", &cred()).err(), Some(Errno::EIO));
+    assert_eq!(root.readdir(0, &mut |_| true), Err(Errno::EIO));
+}
+
+#[test]
+fn block_pointer_past_the_end_gives_eio() {
+    let t = TempDir::new("bptr");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), pattern(5000, 1)).unwrap();
+    let img = t.path().join("img");
+    mkimage(&img, Some(&tree), 4096, 1024, &[]);
+    let loc = debugfs(&img, "imap /f");
+    // "located at block N, offset 0xOFF"
+    let blk: u64 = loc
+        .split("located at block ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let off = u64::from_str_radix(loc.split("0x").nth(1).unwrap().trim(), 16).unwrap();
+    poke(&img, blk * 1024 + off + 40 + 4, &9_999_999u32.to_le_bytes()); // i_block[1]
+    let mp = mount_img(&img, "ro").unwrap();
+    let f = mp.root().unwrap().lookup(b"f", &cred()).unwrap();
+    let mut buf = vec![0u8; 5000];
+    assert_eq!(f.read(&mut buf[..1024], 0).unwrap(), 1024);
+    assert_eq!(f.read(&mut buf, 0), Err(Errno::EIO));
+}
+
+#[test]
+fn dirty_image_mounts_read_only_unless_forced() {
+    let t = TempDir::new("dirty");
+    let img = small(&t, 1024);
+    debugfs_w(&img, "ssv state 0");
+    let mp = mount_img(&img, "rw").expect("mount");
+    assert!(mp.is_rdonly(), "a dirty image must mount read-only");
+    assert!(mp
+        .prop("ro_reason")
+        .unwrap()
+        .contains("not cleanly unmounted"));
+    assert_eq!(
+        mp.root().unwrap().mkdir(b"x", 0o755, &cred()).err(),
+        Some(Errno::EROFS)
+    );
+    mp.unmount(false).unwrap();
+    let mp = mount_img(&img, "rw,force").expect("mount -o force");
+    assert!(!mp.is_rdonly());
+    mp.root().unwrap().mkdir(b"x", 0o755, &cred()).unwrap();
+    mp.unmount(false).unwrap();
+    // Errors recorded: read-only too.
+    debugfs_w(&img, "ssv state 3");
+    let mp = mount_img(&img, "rw").unwrap();
+    assert!(mp.is_rdonly());
+    assert!(mp.prop("ro_reason").unwrap().contains("errors"));
+}
+
+#[test]
+fn clean_state_and_mount_count() {
+    let t = TempDir::new("state");
+    let img = small(&t, 2048);
+    let sb = |img: &Path| peek(img, 1024, 1024);
+    let count0 = le16(&sb(&img), 52).unwrap();
+    assert_eq!(le16(&sb(&img), 58).unwrap() & 1, 1);
+    let mp = mount_img(&img, "rw").unwrap();
+    // While mounted read-write the image is marked not clean.
+    let s = sb(&img);
+    assert_eq!(le16(&s, 58).unwrap() & 1, 0, "state while mounted");
+    assert_eq!(le16(&s, 52).unwrap(), count0 + 1, "mount count");
+    let mtime = le32(&s, 44).unwrap() as i64;
+    assert!(
+        (mtime - rumpkern::Timespec::now().sec).abs() < 60,
+        "mount time"
+    );
+    mp.root().unwrap().mkdir(b"d", 0o700, &cred()).unwrap();
+    mp.unmount(false).unwrap();
+    assert_eq!(le16(&sb(&img), 58).unwrap() & 1, 1, "clean after unmount");
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+    // A read-only mount changes nothing.
+    let before = sb(&img);
+    let mp = mount_img(&img, "ro").unwrap();
+    mp.unmount(false).unwrap();
+    assert_eq!(before, sb(&img));
+}
+
+#[test]
+fn features_decide() {
+    let t = TempDir::new("feat");
+    // ext3 with a journal that needs recovery: read-only only.
+    let img = t.path().join("j");
+    mkimage(&img, None, 8192, 1024, &["-j"]);
+    debugfs_w(&img, "feature needs_recovery");
+    let r = refusal(&img, true);
+    assert_eq!(
+        (r.field.as_str(), r.errno),
+        ("needs_recovery", Errno::EROFS),
+        "{r}"
+    );
+    assert!(mount_img(&img, "ro").unwrap().is_rdonly());
+    // A read-only compatible feature we do not maintain: read-only only.
+    let img = t.path().join("q");
+    mkimage(&img, None, 8192, 1024, &["-O", "quota"]);
+    let r = refusal(&img, true);
+    assert_eq!((r.field.as_str(), r.errno), ("quota", Errno::EROFS), "{r}");
+    assert_eq!(mount_img(&img, "rw").err(), Some(Errno::EROFS));
+    assert!(mount_img(&img, "ro").is_ok());
+    // An incompatible feature we cannot read: refused.
+    let img = t.path().join("c");
+    mkimage(&img, None, 8192, 1024, &[]);
+    debugfs_w(&img, "feature inline_data");
+    let r = refusal(&img, false);
+    assert_eq!(
+        (r.field.as_str(), r.errno),
+        ("inline_data", Errno::EINVAL),
+        "{r}"
+    );
+}
