@@ -3,7 +3,7 @@
 //! Every handler has the same shape: take what the request names out of the
 //! node and handle tables (a cloned `VnodeRef`, i.e. one more vref for the
 //! duration of the request), run the vnode operations inside
-//! [`P2k::guarded`] (which catches driver panics), and reply outside it.
+//! `P2k::guarded` (which catches driver panics), and reply outside it.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -36,6 +36,23 @@ pub const ROOT_ID: u64 = 1;
 /// Node id used for a non-root vnode whose inode number cannot be used
 /// directly (inode 0, or inode 1 when the root itself is inode 0).
 pub const ALIAS_ID: u64 = u64::MAX;
+
+/// Node id of inode `ino` on a mount whose root is inode `root_ino` (see
+/// [`P2k::nodeid_of`]). An involution on every inode but the alias.
+pub fn map_ino(root_ino: u64, ino: u64) -> u64 {
+    let id = if ino == root_ino {
+        ROOT_ID
+    } else if ino == ROOT_ID {
+        root_ino
+    } else {
+        ino
+    };
+    if id == 0 {
+        ALIAS_ID
+    } else {
+        id
+    }
+}
 
 /// One node the kernel knows: the reference that keeps the vnode alive and
 /// how many lookups the kernel has counted on it.
@@ -147,18 +164,7 @@ impl P2k {
     /// root's inode and 1 trade places (FUSE's root is always 1) and that
     /// an inode that would map to 0 uses [`ALIAS_ID`].
     pub fn nodeid_of(&self, ino: u64) -> u64 {
-        let id = if ino == self.root_ino {
-            ROOT_ID
-        } else if ino == ROOT_ID {
-            self.root_ino
-        } else {
-            ino
-        };
-        if id == 0 {
-            ALIAS_ID
-        } else {
-            id
-        }
+        map_ino(self.root_ino, ino)
     }
 
     /// (attribute timeout, entry timeout) in use.
@@ -1217,6 +1223,31 @@ fn empty_vattr() -> Vattr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids() {
+        // Root inode 2 (ffs, ext2): root and inode 1 trade places.
+        assert_eq!(map_ino(2, 2), 1);
+        assert_eq!(map_ino(2, 1), 2);
+        assert_eq!(map_ino(2, 77), 77);
+        // Root inode 1 (tmpfs): identity.
+        assert_eq!(map_ino(1, 1), 1);
+        assert_eq!(map_ino(1, 5), 5);
+        // Root inode 0: inode 1 would become 0, which FUSE forbids.
+        assert_eq!(map_ino(0, 0), 1);
+        assert_eq!(map_ino(0, 1), ALIAS_ID);
+        // A non-root inode 0.
+        assert_eq!(map_ino(2, 0), ALIAS_ID);
+        for root in [1u64, 2, 128, 1 << 40] {
+            for ino in [1u64, 2, 3, 128, 1 << 40] {
+                assert_eq!(
+                    map_ino(root, map_ino(root, ino)),
+                    ino,
+                    "involution: root {root}, ino {ino}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn ioflags() {

@@ -119,12 +119,10 @@ fn unescape(s: &str) -> Vec<u8> {
 pub fn top_mount_dev(mp: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = mp.as_os_str().as_bytes();
-    info.lines()
-        .rev()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f.len() > 4 && unescape(f[4]) == want).then(|| f[2].to_string())
-        })
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && unescape(f[4]) == want).then(|| f[2].to_string())
+    })
 }
 
 /// Unmount our mount at `mp` (device `devno`): nothing if it is no longer

@@ -64,6 +64,18 @@
 //! buffer locks, never by a lock around the translator. p2k's own tables
 //! are leaf mutexes held for a few instructions.
 //!
+//! `batch_forget` runs as one `forget` per node (fuser 0.18 does not export
+//! the `ForgetOne` type its trait method takes, so it cannot be overridden).
+//!
+//! # Mounting
+//!
+//! As root p2k makes the mount(2) call itself ([`kmount`]) and hands the
+//! `/dev/fuse` descriptor to fuser; it remembers the new mount's device
+//! number and later unmounts only a mount at the mount point that still has
+//! it. Ordinary users go through fuser and `fusermount3`. The FUSE session
+//! ends when the kernel side goes away (`umount`, `fusermount3 -u`,
+//! [`Unmounter::unmount`]); a busy mount is detached lazily.
+//!
 //! # Driver panics
 //!
 //! Every request handler runs its vnode operations inside
