@@ -80,17 +80,18 @@ fn check_ptr(fs: &Ext2Fs, ino: u32, p: u64) -> KResult<u64> {
     }
 }
 
-/// Physical block of logical block `lbn` of the inode with map `blocks`;
-/// `None` for a hole.
-pub(crate) fn bmap(
-    fs: &Ext2Fs,
-    ino: u32,
-    blocks: &[u32; N_BLOCKS],
-    lbn: u64,
-    mc: &mut MapCache,
-) -> KResult<Option<u64>> {
-    let (slot, path) = lbn_path(fs, lbn)?;
-    let mut p = blocks.get(slot).copied().ok_or(Errno::EIO)? as u64;
+/// Physical block of logical block `lbn` of `inode` (number `ino`);
+/// `None` for a hole. Handles both the classic block map and, on file
+/// systems with the extent feature (read-only), extent trees.
+pub(crate) fn bmap(fs: &Ext2Fs, ino: u32, inode: &Inode, lbn: u64, mc: &mut MapCache) -> KResult<Option<u64>> {
+    if inode.flags & iflags::EXTENTS != 0 {
+        return extent_bmap(fs, ino, inode, lbn, mc);
+    }
+    let (slot, path) = match lbn_path(fs, lbn) {
+        Ok(x) => x,
+        Err(_) => return Ok(None), // beyond what a block map can address
+    };
+    let mut p = inode.block.get(slot).copied().ok_or(Errno::EIO)? as u64;
     for idx in path {
         if p == 0 {
             return Ok(None);
@@ -103,6 +104,69 @@ pub(crate) fn bmap(
         return Ok(None);
     }
     check_ptr(fs, ino, p).map(Some)
+}
+
+/// Magic number of an extent tree node header.
+const EXT_MAGIC: u16 = 0xF30A;
+/// Deepest extent tree ext4 builds (and we follow).
+const EXT_MAX_DEPTH: u16 = 5;
+/// Extent lengths above this mark uninitialized (preallocated) extents,
+/// which read as zeros.
+const EXT_INIT_MAX_LEN: u32 = 32768;
+
+/// Look `lbn` up in the extent tree rooted in `i_block` (ext4
+/// `ext4_ext_find_extent`, read-only). Every node's header is checked
+/// (magic, entry counts against the node size, depth strictly
+/// decreasing), so a corrupt tree gives EIO and no walk can loop.
+fn extent_bmap(fs: &Ext2Fs, ino: u32, inode: &Inode, lbn: u64, mc: &mut MapCache) -> KResult<Option<u64>> {
+    if !fs.geo.extents {
+        return Err(fs.corrupt(format_args!("inode {ino}: extent flag on a file system without extents")));
+    }
+    let Ok(lbn) = u32::try_from(lbn) else { return Ok(None) };
+    let mut node: Vec<u8> = inode.raw.get(40..40 + N_BLOCKS * 4).ok_or(Errno::EIO)?.to_vec();
+    let mut want_depth: Option<u16> = None;
+    loop {
+        let bad = |what: &str| fs.corrupt(format_args!("inode {ino}: extent tree: {what}"));
+        if le16(&node, 0)? != EXT_MAGIC {
+            return Err(bad("bad node magic"));
+        }
+        let entries = le16(&node, 2)? as usize;
+        let max = le16(&node, 4)? as usize;
+        let depth = le16(&node, 6)?;
+        if max > (node.len() - 12) / 12 || entries > max || depth > EXT_MAX_DEPTH || want_depth.is_some_and(|d| d != depth) {
+            return Err(bad("bad node header"));
+        }
+        if depth == 0 {
+            for k in 0..entries {
+                let e = 12 + 12 * k;
+                let first = le32(&node, e)?;
+                let raw_len = le16(&node, e + 4)? as u32;
+                let (len, uninit) = if raw_len > EXT_INIT_MAX_LEN { (raw_len - EXT_INIT_MAX_LEN, true) } else { (raw_len, false) };
+                let start = ((le16(&node, e + 6)? as u64) << 32) | le32(&node, e + 8)? as u64;
+                if lbn >= first && (lbn as u64) < first as u64 + len as u64 {
+                    if uninit {
+                        return Ok(None);
+                    }
+                    let p = start + (lbn - first) as u64;
+                    return check_ptr(fs, ino, p).map(Some);
+                }
+            }
+            return Ok(None);
+        }
+        // Index node: the last entry starting at or before lbn.
+        let mut child = None;
+        for k in 0..entries {
+            let e = 12 + 12 * k;
+            if le32(&node, e)? > lbn {
+                break;
+            }
+            child = Some(((le16(&node, e + 8)? as u64) << 32) | le32(&node, e + 4)? as u64);
+        }
+        let Some(c) = child else { return Ok(None) };
+        check_ptr(fs, ino, c)?;
+        node = mc.get(fs, c)?.to_vec();
+        want_depth = Some(depth - 1);
+    }
 }
 
 /// Sectors (i_blocks units) of one block.

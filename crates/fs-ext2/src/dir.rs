@@ -42,7 +42,7 @@ pub(crate) fn read_dir_block(
     lbn: u64,
     mc: &mut MapCache,
 ) -> KResult<Option<(u64, Vec<u8>)>> {
-    match bmap::bmap(fs, dino, &d.block, lbn, mc)? {
+    match bmap::bmap(fs, dino, d, lbn, mc)? {
         None => Ok(None),
         Some(p) => Ok(Some((p, fs.bio.bread(p)?))),
     }
@@ -280,7 +280,7 @@ pub(crate) fn add_entry(
     }
     // Append a block.
     let goal = match nblocks.checked_sub(1) {
-        Some(l) => bmap::bmap(fs, dino, &d.block, l, &mut mc)?
+        Some(l) => bmap::bmap(fs, dino, d, l, &mut mc)?
             .map(|b| b + 1)
             .unwrap_or(0),
         None => 0,

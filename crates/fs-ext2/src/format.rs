@@ -240,7 +240,12 @@ pub fn feature_names(class: u8, mask: u32) -> Vec<String> {
 /// Incompatible features this driver reads and writes.
 pub const INCOMPAT_SUPPORTED: u32 = incompat::FILETYPE | incompat::META_BG;
 /// Incompatible features this driver reads correctly but does not write.
-pub const INCOMPAT_READONLY: u32 = incompat::RECOVER | incompat::FLEX_BG;
+pub const INCOMPAT_READONLY: u32 = incompat::RECOVER
+    | incompat::FLEX_BG
+    | incompat::EXTENTS
+    | incompat::BIT64
+    | incompat::CSUM_SEED
+    | incompat::EA_INODE;
 /// Read-only compatible features this driver maintains when writing.
 pub const RO_COMPAT_SUPPORTED: u32 =
     ro_compat::SPARSE_SUPER | ro_compat::LARGE_FILE | ro_compat::BTREE_DIR | ro_compat::EXTRA_ISIZE;
@@ -487,11 +492,7 @@ impl Superblock {
         let unknown_incompat = self.feature_incompat & !(INCOMPAT_SUPPORTED | INCOMPAT_READONLY);
         if unknown_incompat != 0 {
             let names = feature_names(2, unknown_incompat).join(",");
-            let detail = if self.feature_incompat & incompat::EXTENTS != 0 {
-                "incompatible feature not supported (extent-mapped files are not read by this driver; mount ext4 images with the kernel or fuse2fs)".to_string()
-            } else {
-                "incompatible feature not supported".to_string()
-            };
+            let detail = "incompatible feature not supported";
             return Err(Refusal::bad(names, detail));
         }
         if self.has_incompat(incompat::RECOVER) {
@@ -552,6 +553,8 @@ pub struct Geometry {
     pub flex_bg: bool,
     pub large_file: bool,
     pub huge_file: bool,
+    /// Extent-mapped files (read-only).
+    pub extents: bool,
     /// Largest file size addressable (and storable in i_size).
     pub max_file_size: u64,
 }
@@ -754,6 +757,7 @@ impl Geometry {
             flex_bg: sb.has_incompat(incompat::FLEX_BG),
             large_file,
             huge_file,
+            extents: sb.has_incompat(incompat::EXTENTS),
             max_file_size: max,
         })
     }
@@ -1377,8 +1381,11 @@ mod tests {
     fn features() {
         let mut r = sb_bytes();
         put32(&mut r, 96, incompat::FILETYPE | incompat::EXTENTS).unwrap();
+        let e = Superblock::parse(&r).unwrap().check_features().unwrap().unwrap();
+        assert_eq!((e.field.as_str(), e.errno), ("extent", Errno::EROFS));
+        put32(&mut r, 96, incompat::FILETYPE | incompat::INLINE_DATA | incompat::CASEFOLD).unwrap();
         let e = Superblock::parse(&r).unwrap().check_features().unwrap_err();
-        assert_eq!(e.field, "extent");
+        assert_eq!((e.field.as_str(), e.errno), ("inline_data,casefold", Errno::EINVAL));
         put32(&mut r, 96, incompat::FILETYPE).unwrap();
         put32(
             &mut r,

@@ -94,7 +94,7 @@ fn load(fs: &Arc<Ext2Fs>, ino: u32) -> KResult<(VType, Box<dyn VnodeOps>)> {
     if inode.links == 0 {
         return Err(fs.corrupt(format_args!("inode {ino}: referenced but has no links")));
     }
-    if inode.flags & (iflags::EXTENTS | iflags::INLINE_DATA) != 0 {
+    if inode.flags & iflags::INLINE_DATA != 0 || (inode.flags & iflags::EXTENTS != 0 && !fs.geo.extents) {
         return Err(fs.corrupt(format_args!(
             "inode {ino}: extent or inline-data inode on a file system without those features"
         )));
@@ -178,6 +178,9 @@ impl Ext2Node {
     /// Does this inode's block map hold block pointers (as opposed to a
     /// fast symlink's target or a device number)?
     fn has_block_map(&self, i: &Inode) -> bool {
+        if i.flags & iflags::EXTENTS != 0 {
+            return false; // an extent tree: read-only, never changed here
+        }
         match self.vtype {
             VType::Reg | VType::Dir => true,
             VType::Lnk => !i.is_fast_symlink(self.fs.geo.block_size),
@@ -209,7 +212,7 @@ impl Ext2Node {
             // extension reads zeros there.
             if size % bs != 0 {
                 let mut mc = MapCache::default();
-                if let Some(p) = bmap::bmap(fs, self.ino, &i.block, size / bs, &mut mc)? {
+                if let Some(p) = bmap::bmap(fs, self.ino, &i, size / bs, &mut mc)? {
                     let mut b = fs.bio.bread(p)?;
                     if let Some(t) = b.get_mut((size % bs) as usize..) {
                         t.fill(0);
@@ -758,10 +761,8 @@ impl VnodeOps for Ext2Node {
 
     fn read(&self, _vp: &Vnode, uio: &mut Uio<'_>, _ioflag: u32) -> KResult<()> {
         let fs = &self.fs;
-        let (size, blocks) = {
-            let i = lk(&self.inner);
-            (i.size, i.block)
-        };
+        let inode = lk(&self.inner).clone();
+        let size = inode.size;
         let bs = fs.geo.block_size as u64;
         let mut mc = MapCache::default();
         let mut buf = vec![0u8; bs as usize];
@@ -772,7 +773,7 @@ impl VnodeOps for Ext2Node {
             let n = ((bs as usize - boff) as u64)
                 .min(size - off)
                 .min(uio.resid() as u64) as usize;
-            match bmap::bmap(fs, self.ino, &blocks, lbn, &mut mc)? {
+            match bmap::bmap(fs, self.ino, &inode, lbn, &mut mc)? {
                 None => {
                     uio.uiomove_zero(n);
                 }
@@ -821,7 +822,7 @@ impl VnodeOps for Ext2Node {
             let n = (bs as usize - boff).min(uio.resid());
             if goal == 0 {
                 goal = match lbn.checked_sub(1) {
-                    Some(prev) => bmap::bmap(fs, self.ino, &i.block, prev, &mut mc)
+                    Some(prev) => bmap::bmap(fs, self.ino, &i, prev, &mut mc)
                         .ok()
                         .flatten()
                         .map(|b| b + 1)
@@ -936,7 +937,7 @@ impl VnodeOps for Ext2Node {
             return Err(fs.corrupt(format_args!("symlink {}: size {}", self.ino, i.size)));
         }
         let mut mc = MapCache::default();
-        match bmap::bmap(fs, self.ino, &i.block, 0, &mut mc)? {
+        match bmap::bmap(fs, self.ino, &i, 0, &mut mc)? {
             None => Err(fs.corrupt(format_args!("symlink {}: no data block", self.ino))),
             Some(p) => Ok(fs.bio.bread(p)?.get(..len).ok_or(Errno::EIO)?.to_vec()),
         }
@@ -956,7 +957,7 @@ impl VnodeOps for Ext2Node {
             return Err(Errno::EINVAL);
         }
         let mut mc = MapCache::default();
-        bmap::bmap(&self.fs, self.ino, &i.block, lbn, &mut mc)
+        bmap::bmap(&self.fs, self.ino, &i, lbn, &mut mc)
     }
 
     fn pathconf(&self, _vp: &Vnode, name: PathConf) -> KResult<i64> {

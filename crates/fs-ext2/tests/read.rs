@@ -94,3 +94,35 @@ fn comparison_detects_changes() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compare(&tree, &root, true)));
     assert!(r.is_err(), "a changed file went unnoticed");
 }
+
+/// ext4 as mke2fs makes it today (extent, 64bit, flex_bg, metadata_csum,
+/// huge_file, dir_nlink, extra_isize, a journal): read-only, read right;
+/// read-write refused with EROFS naming the features.
+#[test]
+fn ext4_reads_read_only() {
+    for bs in [1024, 4096] {
+        let t = TempDir::new("ext4");
+        let tree = t.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        build_tree(&tree, bs == 1024);
+        let img = t.path().join("img");
+        mkimage_t(&img, Some(&tree), 96 * 1024, bs, "ext4", &[]);
+        assert_eq!(mount_img(&img, "rw").err(), Some(rumpkern::Errno::EROFS));
+        let r = match fs_ext2::Ext2Fs::open(FileDev::open(&img, false), true, false) {
+            Err(r) => r,
+            Ok(_) => panic!("ext4 must not mount read-write"),
+        };
+        assert!(r.field.contains("extent") && r.field.contains("flex_bg"), "{r}");
+        let mp = mount_img(&img, "ro").expect("mount ext4 read-only");
+        let root = mp.root().unwrap();
+        compare(&tree, &root, true);
+        // The fragmented file has a deep extent tree.
+        let f = root.lookup(b"fragmented", &cred()).unwrap();
+        assert!(f.getattr().unwrap().flags & 0x80000 != 0, "extent flag");
+        drop(f);
+        drop(root);
+        mp.unmount(false).unwrap();
+        let (code, out) = e2fsck(&img);
+        assert_eq!(code, 0, "{out}");
+    }
+}

@@ -181,6 +181,12 @@ pub fn build_tree(root: &Path, big: bool) {
         f.write_all_at(b"dind", 20 << 20).unwrap();
         f.write_all_at(b"tind", 70 << 20).unwrap();
         f.set_len(80 << 20).unwrap();
+        // Many small pieces: a deep extent tree on ext4, scattered
+        // indirect blocks on ext2.
+        let f = File::create(root.join("fragmented")).unwrap();
+        for k in 0..1500u64 {
+            f.write_all_at(&pattern(100, k as u32), k * 8192 + (k % 7) * 100).unwrap();
+        }
         let f = File::create(root.join("hole_only")).unwrap();
         f.set_len(123457).unwrap();
     }
@@ -254,8 +260,13 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 
 /// Make an ext2 image of `tree` with mke2fs.
 pub fn mkimage(img: &Path, tree: Option<&Path>, size_kb: u64, bs: u32, extra: &[&str]) {
+    mkimage_t(img, tree, size_kb, bs, "ext2", extra)
+}
+
+/// Make an image of type `fstype` (ext2, ext3, ext4) of `tree` with mke2fs.
+pub fn mkimage_t(img: &Path, tree: Option<&Path>, size_kb: u64, bs: u32, fstype: &str, extra: &[&str]) {
     let mut c = Command::new("mke2fs");
-    c.args(["-q", "-F", "-t", "ext2", "-b", &bs.to_string()]);
+    c.args(["-q", "-F", "-t", fstype, "-b", &bs.to_string()]);
     c.args(extra);
     if let Some(t) = tree {
         c.arg("-d").arg(t);
