@@ -83,7 +83,13 @@ fn check_ptr(fs: &Ext2Fs, ino: u32, p: u64) -> KResult<u64> {
 /// Physical block of logical block `lbn` of `inode` (number `ino`);
 /// `None` for a hole. Handles both the classic block map and, on file
 /// systems with the extent feature (read-only), extent trees.
-pub(crate) fn bmap(fs: &Ext2Fs, ino: u32, inode: &Inode, lbn: u64, mc: &mut MapCache) -> KResult<Option<u64>> {
+pub(crate) fn bmap(
+    fs: &Ext2Fs,
+    ino: u32,
+    inode: &Inode,
+    lbn: u64,
+    mc: &mut MapCache,
+) -> KResult<Option<u64>> {
     if inode.flags & iflags::EXTENTS != 0 {
         return extent_bmap(fs, ino, inode, lbn, mc);
     }
@@ -118,12 +124,26 @@ const EXT_INIT_MAX_LEN: u32 = 32768;
 /// `ext4_ext_find_extent`, read-only). Every node's header is checked
 /// (magic, entry counts against the node size, depth strictly
 /// decreasing), so a corrupt tree gives EIO and no walk can loop.
-fn extent_bmap(fs: &Ext2Fs, ino: u32, inode: &Inode, lbn: u64, mc: &mut MapCache) -> KResult<Option<u64>> {
+fn extent_bmap(
+    fs: &Ext2Fs,
+    ino: u32,
+    inode: &Inode,
+    lbn: u64,
+    mc: &mut MapCache,
+) -> KResult<Option<u64>> {
     if !fs.geo.extents {
-        return Err(fs.corrupt(format_args!("inode {ino}: extent flag on a file system without extents")));
+        return Err(fs.corrupt(format_args!(
+            "inode {ino}: extent flag on a file system without extents"
+        )));
     }
-    let Ok(lbn) = u32::try_from(lbn) else { return Ok(None) };
-    let mut node: Vec<u8> = inode.raw.get(40..40 + N_BLOCKS * 4).ok_or(Errno::EIO)?.to_vec();
+    let Ok(lbn) = u32::try_from(lbn) else {
+        return Ok(None);
+    };
+    let mut node: Vec<u8> = inode
+        .raw
+        .get(40..40 + N_BLOCKS * 4)
+        .ok_or(Errno::EIO)?
+        .to_vec();
     let mut want_depth: Option<u16> = None;
     loop {
         let bad = |what: &str| fs.corrupt(format_args!("inode {ino}: extent tree: {what}"));
@@ -133,7 +153,11 @@ fn extent_bmap(fs: &Ext2Fs, ino: u32, inode: &Inode, lbn: u64, mc: &mut MapCache
         let entries = le16(&node, 2)? as usize;
         let max = le16(&node, 4)? as usize;
         let depth = le16(&node, 6)?;
-        if max > (node.len() - 12) / 12 || entries > max || depth > EXT_MAX_DEPTH || want_depth.is_some_and(|d| d != depth) {
+        if max > (node.len() - 12) / 12
+            || entries > max
+            || depth > EXT_MAX_DEPTH
+            || want_depth.is_some_and(|d| d != depth)
+        {
             return Err(bad("bad node header"));
         }
         if depth == 0 {
@@ -141,7 +165,11 @@ fn extent_bmap(fs: &Ext2Fs, ino: u32, inode: &Inode, lbn: u64, mc: &mut MapCache
                 let e = 12 + 12 * k;
                 let first = le32(&node, e)?;
                 let raw_len = le16(&node, e + 4)? as u32;
-                let (len, uninit) = if raw_len > EXT_INIT_MAX_LEN { (raw_len - EXT_INIT_MAX_LEN, true) } else { (raw_len, false) };
+                let (len, uninit) = if raw_len > EXT_INIT_MAX_LEN {
+                    (raw_len - EXT_INIT_MAX_LEN, true)
+                } else {
+                    (raw_len, false)
+                };
                 let start = ((le16(&node, e + 6)? as u64) << 32) | le32(&node, e + 8)? as u64;
                 if lbn >= first && (lbn as u64) < first as u64 + len as u64 {
                     if uninit {

@@ -28,9 +28,24 @@ pub(crate) struct Found {
     pub offset: u64,
 }
 
-/// Number of whole blocks in directory `d`.
-pub(crate) fn dir_blocks(fs: &Ext2Fs, d: &Inode) -> u64 {
-    d.size / fs.geo.block_size as u64
+/// Number of whole blocks in directory `d`. A directory has no holes, so
+/// its size cannot exceed the storage it has (`i_blocks`); a larger size is
+/// a corruption (EIO), which also bounds every directory walk by the
+/// blocks really allocated.
+pub(crate) fn dir_blocks(fs: &Ext2Fs, dino: u32, d: &Inode) -> KResult<u64> {
+    let bs = fs.geo.block_size as u64;
+    let stored = if d.flags & iflags::HUGE_FILE != 0 {
+        d.blocks.saturating_mul(bs)
+    } else {
+        d.blocks.saturating_mul(512)
+    };
+    if d.size > stored {
+        return Err(fs.corrupt(format_args!(
+            "directory {dino}: size {} larger than its {stored} bytes of blocks",
+            d.size
+        )));
+    }
+    Ok(d.size / bs)
 }
 
 /// Read directory block `lbn` of directory `dino`; `None` for a hole
@@ -78,7 +93,7 @@ pub(crate) fn scan_block<T>(
 pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<Option<Found>> {
     let bs = fs.geo.block_size as u64;
     let mut mc = MapCache::default();
-    for lbn in 0..dir_blocks(fs, d) {
+    for lbn in 0..dir_blocks(fs, dino, d)? {
         let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
@@ -99,7 +114,7 @@ pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<
 /// Is directory `d` empty (only `.`, `..` and unused entries)?
 pub(crate) fn is_empty(fs: &Ext2Fs, dino: u32, d: &Inode) -> KResult<bool> {
     let mut mc = MapCache::default();
-    for lbn in 0..dir_blocks(fs, d) {
+    for lbn in 0..dir_blocks(fs, dino, d)? {
         let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
@@ -127,7 +142,8 @@ pub(crate) fn readdir(
     let bs = fs.geo.block_size as u64;
     let mut mc = MapCache::default();
     let mut lbn = start / bs;
-    while lbn < dir_blocks(fs, d) {
+    let n = dir_blocks(fs, dino, d)?;
+    while lbn < n {
         let base = lbn * bs;
         if let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? {
             let stopped = scan_block(fs, dino, &blk, |off, h, n| {
@@ -162,7 +178,7 @@ pub(crate) fn set_entry(
     ftype: u8,
 ) -> KResult<u32> {
     let mut mc = MapCache::default();
-    for lbn in 0..dir_blocks(fs, d) {
+    for lbn in 0..dir_blocks(fs, dino, d)? {
         let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
@@ -194,7 +210,7 @@ pub(crate) fn remove_entry(
     ino: u32,
 ) -> KResult<u8> {
     let mut mc = MapCache::default();
-    for lbn in 0..dir_blocks(fs, d) {
+    for lbn in 0..dir_blocks(fs, dino, d)? {
         let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
@@ -247,7 +263,7 @@ pub(crate) fn add_entry(
     let ft = if fs.geo.filetype { ftype } else { 0 };
     let bs = fs.geo.block_size as usize;
     let mut mc = MapCache::default();
-    let nblocks = dir_blocks(fs, d);
+    let nblocks = dir_blocks(fs, dino, d)?;
     for lbn in 0..nblocks {
         let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;

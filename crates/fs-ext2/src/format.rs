@@ -1381,11 +1381,23 @@ mod tests {
     fn features() {
         let mut r = sb_bytes();
         put32(&mut r, 96, incompat::FILETYPE | incompat::EXTENTS).unwrap();
-        let e = Superblock::parse(&r).unwrap().check_features().unwrap().unwrap();
+        let e = Superblock::parse(&r)
+            .unwrap()
+            .check_features()
+            .unwrap()
+            .unwrap();
         assert_eq!((e.field.as_str(), e.errno), ("extent", Errno::EROFS));
-        put32(&mut r, 96, incompat::FILETYPE | incompat::INLINE_DATA | incompat::CASEFOLD).unwrap();
+        put32(
+            &mut r,
+            96,
+            incompat::FILETYPE | incompat::INLINE_DATA | incompat::CASEFOLD,
+        )
+        .unwrap();
         let e = Superblock::parse(&r).unwrap().check_features().unwrap_err();
-        assert_eq!((e.field.as_str(), e.errno), ("inline_data,casefold", Errno::EINVAL));
+        assert_eq!(
+            (e.field.as_str(), e.errno),
+            ("inline_data,casefold", Errno::EINVAL)
+        );
         put32(&mut r, 96, incompat::FILETYPE).unwrap();
         put32(
             &mut r,

@@ -94,7 +94,9 @@ fn load(fs: &Arc<Ext2Fs>, ino: u32) -> KResult<(VType, Box<dyn VnodeOps>)> {
     if inode.links == 0 {
         return Err(fs.corrupt(format_args!("inode {ino}: referenced but has no links")));
     }
-    if inode.flags & iflags::INLINE_DATA != 0 || (inode.flags & iflags::EXTENTS != 0 && !fs.geo.extents) {
+    if inode.flags & iflags::INLINE_DATA != 0
+        || (inode.flags & iflags::EXTENTS != 0 && !fs.geo.extents)
+    {
         return Err(fs.corrupt(format_args!(
             "inode {ino}: extent or inline-data inode on a file system without those features"
         )));

@@ -112,7 +112,10 @@ fn ext4_reads_read_only() {
             Err(r) => r,
             Ok(_) => panic!("ext4 must not mount read-write"),
         };
-        assert!(r.field.contains("extent") && r.field.contains("flex_bg"), "{r}");
+        assert!(
+            r.field.contains("extent") && r.field.contains("flex_bg"),
+            "{r}"
+        );
         let mp = mount_img(&img, "ro").expect("mount ext4 read-only");
         let root = mp.root().unwrap();
         compare(&tree, &root, true);

@@ -185,7 +185,8 @@ pub fn build_tree(root: &Path, big: bool) {
         // indirect blocks on ext2.
         let f = File::create(root.join("fragmented")).unwrap();
         for k in 0..1500u64 {
-            f.write_all_at(&pattern(100, k as u32), k * 8192 + (k % 7) * 100).unwrap();
+            f.write_all_at(&pattern(100, k as u32), k * 8192 + (k % 7) * 100)
+                .unwrap();
         }
         let f = File::create(root.join("hole_only")).unwrap();
         f.set_len(123457).unwrap();
@@ -264,7 +265,14 @@ pub fn mkimage(img: &Path, tree: Option<&Path>, size_kb: u64, bs: u32, extra: &[
 }
 
 /// Make an image of type `fstype` (ext2, ext3, ext4) of `tree` with mke2fs.
-pub fn mkimage_t(img: &Path, tree: Option<&Path>, size_kb: u64, bs: u32, fstype: &str, extra: &[&str]) {
+pub fn mkimage_t(
+    img: &Path,
+    tree: Option<&Path>,
+    size_kb: u64,
+    bs: u32,
+    fstype: &str,
+    extra: &[&str],
+) {
     let mut c = Command::new("mke2fs");
     c.args(["-q", "-F", "-t", fstype, "-b", &bs.to_string()]);
     c.args(extra);

@@ -1,0 +1,265 @@
+//! Hostile images: seeded corruptions of small ext2 (and ext4) images —
+//! bit flips and targeted damage to the superblock, group descriptors,
+//! inode tables and everything after — mounted in-process and walked
+//! completely (readdir, lookup, getattr, read, readlink), some also
+//! written to. Whatever happens must be an error code: no panic, no hang
+//! (each image is bounded in time).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rumpkern::dev::BlockDevice;
+use rumpkern::{FsType, MountArgs, VType, VnodeRef};
+
+/// An image in memory.
+struct MemDev(Mutex<Vec<u8>>);
+
+impl BlockDevice for MemDev {
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> rumpuser::RuResult<()> {
+        let d = self.0.lock().unwrap();
+        let s = d
+            .get(off as usize..off as usize + buf.len())
+            .ok_or(rumpuser::Error(5))?;
+        buf.copy_from_slice(s);
+        Ok(())
+    }
+    fn write_at(&self, off: u64, buf: &[u8]) -> rumpuser::RuResult<()> {
+        let mut d = self.0.lock().unwrap();
+        let s = d
+            .get_mut(off as usize..off as usize + buf.len())
+            .ok_or(rumpuser::Error(5))?;
+        s.copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&self) -> rumpuser::RuResult<()> {
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.0.lock().unwrap().len() as u64
+    }
+    fn sector_size(&self) -> u32 {
+        512
+    }
+    fn is_read_only(&self) -> bool {
+        false
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+fn small_tree(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("d1/d2/d3")).unwrap();
+    std::fs::write(root.join("small"), b"small file").unwrap();
+    std::fs::write(root.join("d1/ind"), pattern(300 * 1024, 1)).unwrap();
+    std::fs::write(root.join("d1/d2/mid"), pattern(20 * 1024, 2)).unwrap();
+    std::fs::write(root.join("d1/d2/d3/deep"), b"deep").unwrap();
+    std::os::unix::fs::symlink("small", root.join("fast")).unwrap();
+    std::os::unix::fs::symlink("x".repeat(100), root.join("slow")).unwrap();
+    std::fs::hard_link(root.join("small"), root.join("d1/hard")).unwrap();
+    for i in 0..120 {
+        std::fs::write(
+            root.join(format!("d1/e{i:03}_{}", "q".repeat(i % 30))),
+            b"e",
+        )
+        .unwrap();
+    }
+    run_ok(std::process::Command::new("mkfifo").arg(root.join("fifo")));
+}
+
+/// Walk everything reachable; every error is accepted, bounded work.
+fn walk(vp: &VnodeRef, depth: usize, budget: &mut usize, deadline: Instant) {
+    if depth > 24 || *budget == 0 || Instant::now() > deadline {
+        return;
+    }
+    let mut names = Vec::new();
+    let mut off = 0;
+    for _ in 0..64 {
+        let mut got = 0;
+        let mut next = off;
+        let r = vp.readdir(off, &mut |e| {
+            if got >= 64 {
+                return false;
+            }
+            got += 1;
+            next = e.next_offset;
+            if e.name != b"." && e.name != b".." {
+                names.push(e.name.to_vec());
+            }
+            true
+        });
+        if r.is_err() || got == 0 || next <= off {
+            break;
+        }
+        off = next;
+    }
+    let c = cred();
+    for n in names.iter().take(300) {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let Ok(child) = vp.lookup(n, &c) else {
+            continue;
+        };
+        let Ok(va) = child.getattr() else { continue };
+        match child.vtype() {
+            VType::Dir => walk(&child, depth + 1, budget, deadline),
+            VType::Reg => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut o = 0u64;
+                while o < va.size.min(1 << 20) {
+                    match child.read(&mut buf, o) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => o += k as u64,
+                    }
+                }
+                // A far-away read (holes, huge sizes).
+                let _ = child.read(&mut buf[..100], va.size.saturating_sub(50));
+            }
+            VType::Lnk => {
+                let _ = child.readlink();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A few writes on a (possibly corrupt) read-write mount.
+fn scribble(mp: &Arc<rumpkern::Mount>) {
+    let c = cred();
+    let Ok(root) = mp.root() else { return };
+    if let Ok(f) = root.create(b"newfile", 0o644, &c) {
+        let _ = f.write(&pattern(70_000, 5), 0, 0, &c);
+        let _ = f.setattr(
+            &rumpkern::SetAttr {
+                size: Some(1000),
+                ..Default::default()
+            },
+            &c,
+            true,
+        );
+    }
+    let _ = root.mkdir(b"newdir", 0o755, &c);
+    let _ = root.remove(b"small", &c);
+    let _ = root.remove(b"fast", &c);
+    if let Ok(d1) = root.lookup(b"d1", &c) {
+        let _ = d1.remove(b"ind", &c);
+        let _ = d1.remove(b"e005_qqqqq", &c);
+        let _ = d1.rename(b"d2", &root, b"moved", &c);
+    }
+    let _ = root.rmdir(b"newdir", &c);
+    let _ = root.symlink(b"sl", &[b'z'; 300], &c);
+}
+
+fn base_image(fstype: &str, bs: u32, index: bool) -> Vec<u8> {
+    let t = TempDir::new("hostile-base");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    small_tree(&tree);
+    let img = t.path().join("img");
+    mkimage_t(&img, Some(&tree), 2048, bs, fstype, &["-N", "256"]);
+    if !index {
+        // mkimage indexed the directories; that is fine for both cases.
+    }
+    std::fs::read(&img).unwrap()
+}
+
+fn corrupt(base: &[u8], seed: u64, bs: usize) -> Vec<u8> {
+    let mut img = base.to_vec();
+    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let used = (img.len() / 4).max(64 * 1024); // metadata and data live early
+    let n = 1 + r.below(6);
+    for _ in 0..n {
+        let kind = r.below(10);
+        let off = match kind {
+            0..=2 => 1024 + r.below(1024) as usize, // superblock
+            3 => bs.max(2048) + r.below(bs as u64 * 2) as usize, // descriptors and after
+            4..=5 => r.below((used / 8) as u64) as usize, // early metadata
+            _ => r.below(used as u64) as usize,     // anywhere used
+        };
+        let Some(b) = img.get_mut(off) else { continue };
+        match r.below(4) {
+            0 => *b ^= 1 << r.below(8),
+            1 => *b = r.next() as u8,
+            2 => *b = 0,
+            _ => *b = 0xff,
+        }
+    }
+    img
+}
+
+#[test]
+fn thousands_of_corrupt_images() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let bases = [
+        (base_image("ext2", 1024, true), 1024usize),
+        (base_image("ext2", 4096, true), 4096),
+        (base_image("ext4", 1024, true), 1024),
+    ];
+    let per = std::env::var("EXT2_HOSTILE_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(700u64);
+    let mut mounted = 0;
+    let start = Instant::now();
+    for (bi, (base, bs)) in bases.iter().enumerate() {
+        for seed in 0..per {
+            let img = corrupt(base, seed * 31 + bi as u64, *bs);
+            let t0 = Instant::now();
+            let rw = seed % 3 == 0;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let dev: Arc<dyn BlockDevice> = Arc::new(MemDev(Mutex::new(img)));
+                let args = MountArgs::parse(if rw { "rw,force" } else { "ro" });
+                let Ok(mp) = fs_ext2::EXT2FS.mount(Some(dev), &args) else {
+                    return false;
+                };
+                if rw {
+                    scribble(&mp);
+                }
+                if let Ok(root) = mp.root() {
+                    let mut budget = 3000;
+                    walk(&root, 0, &mut budget, t0 + Duration::from_secs(5));
+                }
+                let _ = mp.statvfs();
+                let _ = mp.unmount(true);
+                true
+            }));
+            match r {
+                Ok(m) => mounted += m as u32,
+                Err(_) => panic!("panic on base {bi} seed {seed}"),
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "base {bi} seed {seed} took {:?}",
+                t0.elapsed()
+            );
+        }
+    }
+    eprintln!(
+        "{} images, {mounted} mounted, {:?}",
+        per * bases.len() as u64,
+        start.elapsed()
+    );
+    assert!(
+        mounted > 100,
+        "too few corrupt images mounted to exercise anything ({mounted})"
+    );
+}
