@@ -1,47 +1,59 @@
-//! Block I/O for the driver: the one place that talks to the device.
+//! Block I/O for the driver: the one place that talks to the device, through
+//! the shared buffer cache ([`rumpkern::buf::BufCache`]).
 //!
-//! A thin layer over [`rumpkern::dev::BlockDevice`] reading and writing
-//! whole file system blocks (and the byte ranges of the superblock). Every
-//! other module goes through it, so moving to the shared buffer cache
-//! (`rumpkern::buf`) is a change to this file only.
+//! Every block this driver reads or writes has the file system's block
+//! size and is block-aligned, so cache entries never overlap. The
+//! superblock (1024 bytes at offset 1024) is the exception: it is read and
+//! written directly on the device, and no cached block covers it (block 0
+//! with large blocks, block 1 with 1 KiB blocks are never read through the
+//! cache: no valid block pointer names them).
 //!
-//! There is no caching here: a read goes to the device, a write is on the
-//! device (as durable as the device makes it) when the call returns, which
-//! gives the synchronous metadata ordering the driver relies on. Callers
-//! that read-modify-write a block shared with other files (bitmaps, inode
-//! table blocks, descriptor blocks) hold the mount's metadata lock.
+//! Write policy: metadata (bitmaps, inode table blocks, descriptor blocks,
+//! directory and indirect blocks) goes through [`Bio::bwrite`], which is on
+//! the device when it returns — the synchronous ordering the driver relies
+//! on for crash consistency. File data goes through [`Bio::bdwrite`]
+//! (delayed: written by `sync`, `fsync`, the syncer or eviction).
+//! Callers that read-modify-write a block shared with other files
+//! (bitmaps, inode table blocks, descriptor blocks) hold the mount's
+//! metadata lock; the cache's buffer lock is only held inside this module.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use rumpkern::buf::BufCache;
 use rumpkern::dev::BlockDevice;
 use rumpkern::{Errno, KResult};
+
+/// Default buffer cache budget of a mount.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+/// How often the syncer of a read-write mount writes delayed data.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Block reader/writer for one mounted file system.
 pub struct Bio {
     dev: Arc<dyn BlockDevice>,
+    cache: Arc<BufCache>,
     bsize: u32,
     nblocks: u64,
 }
 
 impl Bio {
     /// Blocks of `bsize` bytes on `dev`, of which the file system has
-    /// `nblocks` (reads and writes beyond are refused with EIO).
-    pub fn new(dev: Arc<dyn BlockDevice>, bsize: u32, nblocks: u64) -> Bio {
+    /// `nblocks` (reads and writes beyond are refused with EIO), cached
+    /// in at most `cache_bytes` (raised to 64 blocks at least).
+    pub fn new(dev: Arc<dyn BlockDevice>, bsize: u32, nblocks: u64, cache_bytes: usize) -> Bio {
+        let budget = cache_bytes.max(64 * bsize as usize);
         Bio {
+            cache: BufCache::new(dev.clone(), budget),
             dev,
             bsize,
             nblocks,
         }
     }
 
-    /// The device.
-    pub fn dev(&self) -> &Arc<dyn BlockDevice> {
-        &self.dev
-    }
-
-    /// Block size.
-    pub fn bsize(&self) -> usize {
-        self.bsize as usize
+    /// Start the periodic write-back of delayed writes.
+    pub fn start_syncer(&self) -> KResult<()> {
+        self.cache.start_syncer(SYNC_INTERVAL)
     }
 
     fn check(&self, bno: u64) -> KResult<u64> {
@@ -57,30 +69,49 @@ impl Bio {
 
     /// Read block `bno` into a new buffer.
     pub fn bread(&self, bno: u64) -> KResult<Vec<u8>> {
-        let mut b = vec![0u8; self.bsize as usize];
-        self.bread_into(bno, &mut b)?;
-        Ok(b)
+        let off = self.check(bno)?;
+        let b = self.cache.bread(off, self.bsize as usize)?;
+        Ok(b.data().to_vec())
     }
 
-    /// Read block `bno` into `buf` (exactly one block long).
-    pub fn bread_into(&self, bno: u64, buf: &mut [u8]) -> KResult<()> {
+    /// Read block `bno` into `buf` (exactly one block long), reading ahead
+    /// up to `ahead` following device blocks into the cache when it is not
+    /// cached (sequential file reads).
+    pub fn bread_into(&self, bno: u64, buf: &mut [u8], ahead: usize) -> KResult<()> {
         if buf.len() != self.bsize as usize {
             return Err(Errno::EINVAL);
         }
         let off = self.check(bno)?;
-        self.dev.read_at(off, buf).map_err(Errno::from)
+        let ahead = (ahead as u64).min(self.nblocks - bno) as usize;
+        let b = self
+            .cache
+            .bread_cluster(off, self.bsize as usize, ahead.max(1))?;
+        buf.copy_from_slice(b.data());
+        Ok(())
     }
 
-    /// Write one block at `bno`.
-    pub fn bwrite(&self, bno: u64, data: &[u8]) -> KResult<()> {
+    fn put(&self, bno: u64, data: &[u8]) -> KResult<rumpkern::buf::Buf> {
         if data.len() != self.bsize as usize {
             return Err(Errno::EINVAL);
         }
         let off = self.check(bno)?;
-        self.dev.write_at(off, data).map_err(Errno::from)
+        let mut b = self.cache.getblk(off, self.bsize as usize)?;
+        b.data_mut().copy_from_slice(data);
+        Ok(b)
     }
 
-    /// Write `count` zero blocks from `bno`.
+    /// Write one block at `bno`, synchronously (metadata).
+    pub fn bwrite(&self, bno: u64, data: &[u8]) -> KResult<()> {
+        self.put(bno, data)?.bwrite()
+    }
+
+    /// Write one block at `bno`, delayed (file data).
+    pub fn bdwrite(&self, bno: u64, data: &[u8]) -> KResult<()> {
+        self.put(bno, data)?.bdwrite();
+        Ok(())
+    }
+
+    /// Write `count` zero blocks from `bno`, synchronously.
     pub fn bzero(&self, bno: u64, count: u64) -> KResult<()> {
         let z = vec![0u8; self.bsize as usize];
         for i in 0..count {
@@ -89,18 +120,18 @@ impl Bio {
         Ok(())
     }
 
-    /// Read bytes at a device offset (the superblock).
-    pub fn read_bytes(&self, off: u64, buf: &mut [u8]) -> KResult<()> {
-        self.dev.read_at(off, buf).map_err(Errno::from)
-    }
-
-    /// Write bytes at a device offset (the superblock).
+    /// Write bytes at a device offset (the superblock), bypassing the cache.
     pub fn write_bytes(&self, off: u64, data: &[u8]) -> KResult<()> {
         self.dev.write_at(off, data).map_err(Errno::from)
     }
 
-    /// Make every completed write durable.
+    /// Write every delayed block and make everything durable.
     pub fn flush(&self) -> KResult<()> {
-        self.dev.flush().map_err(Errno::from)
+        self.cache.sync(true)
+    }
+
+    /// Stop the syncer and write everything back (unmount).
+    pub fn shutdown(&self) -> KResult<()> {
+        self.cache.shutdown()
     }
 }

@@ -59,6 +59,16 @@ impl Ext2Fs {
         want_rw: bool,
         force: bool,
     ) -> Result<Arc<Ext2Fs>, Refusal> {
+        Self::open_with(dev, want_rw, force, crate::bio::DEFAULT_CACHE_BYTES)
+    }
+
+    /// As [`Ext2Fs::open`], with a buffer cache of `cache_bytes`.
+    pub fn open_with(
+        dev: Arc<dyn BlockDevice>,
+        want_rw: bool,
+        force: bool,
+        cache_bytes: usize,
+    ) -> Result<Arc<Ext2Fs>, Refusal> {
         let dev_size = dev.size();
         if dev_size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
             return Err(Refusal::bad(
@@ -100,7 +110,7 @@ impl Ext2Fs {
         if let Some(r) = &ro_feature {
             log::info!("ext2fs: read-only: {r}");
         }
-        let bio = Bio::new(dev, geo.block_size, geo.blocks_count);
+        let bio = Bio::new(dev, geo.block_size, geo.blocks_count, cache_bytes);
         // Group descriptor table.
         let nblk = geo.gdt_blocks as usize;
         let mut gd_raw = Vec::with_capacity(nblk);
@@ -189,6 +199,9 @@ impl Ext2Fs {
                 drop(m);
                 fs.write_meta()
                     .map_err(|e| Refusal::bad("superblock", format!("write error {e}")))?;
+                if let Err(e) = fs.bio.start_syncer() {
+                    log::warn!("ext2fs: no syncer thread ({e}); delayed writes wait for sync");
+                }
             }
         }
         Ok(fs)
@@ -314,6 +327,7 @@ impl Ext2Fs {
         if self.rdonly {
             return Ok(());
         }
+        self.bio.flush()?;
         self.write_meta()?;
         self.bio.flush()
     }
@@ -331,7 +345,10 @@ impl Ext2Fs {
             }
             m.sb_dirty = true;
         }
-        self.sync()
+        // Data and metadata blocks first, the clean superblock last.
+        self.bio.shutdown()?;
+        self.write_meta()?;
+        self.bio.flush()
     }
 
     /// Free blocks, free inodes, reserved blocks (statvfs).

@@ -97,12 +97,21 @@ pub fn mount(
     args: &MountArgs,
 ) -> KResult<(Arc<Mount>, Arc<Ext2Fs>)> {
     let dev = dev.ok_or(Errno::ENODEV)?;
-    for (k, _) in &args.options {
-        if !KNOWN_OPTIONS.contains(&k.as_str()) {
+    let mut cache = bio::DEFAULT_CACHE_BYTES;
+    for (k, v) in &args.options {
+        if k == "cache" {
+            cache = v.as_deref().and_then(parse_size).ok_or_else(|| {
+                log::error!(
+                    "ext2fs: cache={}: not a size (N with k, m or g)",
+                    v.as_deref().unwrap_or("")
+                );
+                Errno::EINVAL
+            })?;
+        } else if !KNOWN_OPTIONS.contains(&k.as_str()) {
             log::warn!("ext2fs: ignoring unknown option {k}");
         }
     }
-    let fs = Ext2Fs::open(dev, !args.rdonly, args.force).map_err(|r| {
+    let fs = Ext2Fs::open_with(dev, !args.rdonly, args.force, cache).map_err(|r| {
         log::error!("ext2fs: cannot mount: {r}");
         r.errno
     })?;
@@ -112,4 +121,27 @@ pub fn mount(
     }
     mp.set_ops(Box::new(vfsops::Ext2Vfs { fs: fs.clone() }));
     Ok((mp, fs))
+}
+
+/// `N` with an optional k/m/g suffix (powers of 1024).
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1usize << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<usize>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("64m"), Some(64 << 20));
+        assert_eq!(super::parse_size("100"), Some(100));
+        assert_eq!(super::parse_size("x"), None);
+        assert_eq!(super::parse_size(""), None);
+    }
 }

@@ -780,7 +780,9 @@ impl VnodeOps for Ext2Node {
                     uio.uiomove_zero(n);
                 }
                 Some(p) => {
-                    fs.bio.bread_into(p, &mut buf)?;
+                    let end = (off + uio.resid() as u64).min(size);
+                    let ahead = (end - lbn * bs).div_ceil(bs).min((1 << 20) / bs) as usize;
+                    fs.bio.bread_into(p, &mut buf, ahead)?;
                     uio.uiomove_out(buf.get(boff..boff + n).ok_or(Errno::EIO)?);
                 }
             }
@@ -846,7 +848,7 @@ impl VnodeOps for Ext2Node {
             if fresh {
                 buf.fill(0);
             } else if n < bs as usize {
-                if let Err(e) = fs.bio.bread_into(p, &mut buf) {
+                if let Err(e) = fs.bio.bread_into(p, &mut buf, 1) {
                     err = Some(e);
                     break;
                 }
@@ -856,7 +858,7 @@ impl VnodeOps for Ext2Node {
                 break;
             };
             uio.uiomove_in(dst);
-            if let Err(e) = fs.bio.bwrite(p, &buf) {
+            if let Err(e) = fs.bio.bdwrite(p, &buf) {
                 err = Some(e);
                 break;
             }

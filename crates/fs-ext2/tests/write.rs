@@ -253,7 +253,7 @@ fn workload(b: &Both, bs: u32) {
     b.chmod("c", 0o1777);
 }
 
-fn run_case(bs: u32, with_tree: bool) {
+fn run_case(bs: u32, with_tree: bool, opts: &str) {
     let t = TempDir::new("write");
     let host = t.path().join("host");
     std::fs::create_dir(&host).unwrap();
@@ -267,7 +267,7 @@ fn run_case(bs: u32, with_tree: bool) {
     }
     // lost+found is not part of the comparison on the host side.
     let _ = std::fs::remove_dir(host.join("lost+found"));
-    let mp = mount_img(&img, "rw").expect("mount rw");
+    let mp = mount_img(&img, opts).expect("mount rw");
     let b = Both {
         mp: mp.clone(),
         host: host.clone(),
@@ -408,15 +408,21 @@ fn compare_host_trees(want: &Path, got: &Path) {
 
 #[test]
 fn workload_1k_empty_image() {
-    run_case(1024, false);
+    run_case(1024, false, "rw");
 }
 
 #[test]
 fn workload_4k_on_mke2fs_tree() {
-    run_case(4096, true);
+    run_case(4096, true, "rw");
 }
 
 #[test]
 fn workload_2k_on_mke2fs_tree() {
-    run_case(2048, true);
+    run_case(2048, true, "rw");
+}
+
+/// A cache of 64 blocks: eviction and write-back of delayed data under way.
+#[test]
+fn workload_1k_tiny_cache() {
+    run_case(1024, true, "rw,cache=1k");
 }
