@@ -1,9 +1,98 @@
-//! msdosfs: FAT12, FAT16 and FAT32 with VFAT long names (NetBSD
-//! `sys/fs/msdosfs`, the Microsoft FAT specification).
+//! msdosfs: FAT12, FAT16 and FAT32 with VFAT long names, read-write
+//! (NetBSD `sys/fs/msdosfs`, the Microsoft FAT specification).
 //!
-//! The driver is split as NetBSD's is: [`format`] (boot sector, BPB,
+//! Mount with [`MSDOSFS`]`.mount(Some(dev), &args)` (or [`mount`] to also
+//! get the [`Fs`]). The device may hold the file system directly or carry an
+//! MBR or GPT partition table: then the first partition holding a FAT file
+//! system is mounted, or the one chosen with `partition=N`.
+//!
+//! Options (`MountArgs`), spelled as Linux vfat spells them, with NetBSD
+//! mount_msdos's letters as aliases:
+//!
+//! | option | meaning | default |
+//! |---|---|---|
+//! | `ro` | read-only | read-write |
+//! | `force` | mount read-write even when the clean bit says the volume was not cleanly unmounted | dirty → read-only |
+//! | `uid=N`, `gid=N` (`u=`, `g=`) | owner of every file | 0, 0 |
+//! | `umask=OCT`, `fmask=OCT`, `dmask=OCT` | permission bits removed (files / directories) | 022 |
+//! | `m=OCT`, `M=OCT` | NetBSD: most permissions of files / directories | |
+//! | `tz=UTC`, `tz=±HH:MM`, `time_offset=MIN` | zone of the times on disk | UTC (see below) |
+//! | `shortname=lower\|win95\|winnt\|mixed` | short-name display and creation (as Linux) | `mixed` |
+//! | `partition=N` | partition of a partitioned device (1-based) | first FAT partition |
+//! | `quiet` | chmod/chown FAT cannot store succeed silently | EPERM |
+//! | `utf8`, `iocharset=utf8`, `noatime`, `relatime`, `nodev`, `nosuid`, `noexec` | accepted, no effect (names are always UTF-8) | |
+//!
+//! **Local time.** FAT stores local time. A driver has no access to the
+//! host's time zone (it sees only rumpkern), so "local" means UTC unless a
+//! `tz=` offset or `time_offset=` is given; front ends that know the zone
+//! pass it as `tz=±HH:MM`.
+//!
+//! **What FAT cannot do** gives the errors Linux vfat gives: link, symlink
+//! and mknod → EPERM; chown to another owner → EPERM; chmod to a mode the
+//! masks and the read-only attribute cannot express → EPERM (the owner's
+//! write bit maps to the read-only attribute both ways); names with
+//! characters FAT forbids → EINVAL; trailing dots are dropped, as Windows
+//! and Linux do.
+//!
+//! The clean-shutdown bit (FAT[1] on FAT16/FAT32) is cleared while mounted
+//! read-write and set again at a clean unmount. FSInfo's free count and
+//! next-free hint are used only after their signatures and ranges check out,
+//! and kept up to date at sync and unmount.
+//!
+//! Modules, as NetBSD splits the driver: [`format`] (boot sector, BPB,
 //! geometry, FSInfo, partition tables), [`dirent`] (directory entries, long
-//! names, short-name generation, DOS times).
+//! names, short names, DOS times), [`fs`] (mount state, FAT, options),
+//! [`dir`] (directory scans and updates), [`node`] (nodes, file data),
+//! `vnops` (vnode operations) and `vfsops` (mount, statvfs, sync, unmount).
 
+pub mod dir;
 pub mod dirent;
 pub mod format;
+pub mod fs;
+pub mod node;
+mod vfsops;
+mod vnops;
+
+use std::sync::Arc;
+
+use rumpkern::dev::BlockDevice;
+use rumpkern::{Errno, FsType, KResult, Mount, MountArgs};
+
+pub use fs::{Fs, MsdosOptions, ShortnameMode, ROOT_INO};
+pub use vfsops::locate;
+
+/// The FAT file system type.
+pub struct MsdosType;
+
+/// The FAT type: name "msdos", aliases "vfat", "fat", "msdosfs".
+pub static MSDOSFS: MsdosType = MsdosType;
+
+impl FsType for MsdosType {
+    fn name(&self) -> &'static str {
+        "msdos"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["vfat", "fat", "msdosfs"]
+    }
+
+    /// A FAT boot sector at the start of the device or of an MBR/GPT partition.
+    fn probe(&self, dev: &dyn BlockDevice) -> bool {
+        vfsops::probe(dev)
+    }
+
+    /// Mount `dev`. Errors: EINVAL (no device, a bad option, a boot sector
+    /// that fails validation: the log names the field), EIO (device errors).
+    fn mount(&self, dev: Option<Arc<dyn BlockDevice>>, args: &MountArgs) -> KResult<Arc<Mount>> {
+        let Some(dev) = dev else {
+            log::error!("msdosfs: a device is required");
+            return Err(Errno::EINVAL);
+        };
+        mount(dev, args).map(|(mp, _)| mp)
+    }
+}
+
+/// Mount `dev`; returns the mount and the file system state.
+pub fn mount(dev: Arc<dyn BlockDevice>, args: &MountArgs) -> KResult<(Arc<Mount>, Arc<Fs>)> {
+    vfsops::mount_dev(dev, args)
+}

@@ -1,0 +1,375 @@
+//! Directories: where a directory's slots are, reading entries with their
+//! long names, finding a name, and adding, rewriting and deleting entries
+//! (NetBSD `msdosfs_lookup.c`: `createde`, `removede`, `uniqdosname`).
+//!
+//! A directory is either the fixed root directory of FAT12/16
+//! ([`DirStore::Root16`]) or a cluster chain ([`DirStore::Clusters`]).
+//! Slots are numbered from 0 in storage order; a directory never has more
+//! than [`MAX_DIR_SLOTS`] of them (the specification's limit), which bounds
+//! every scan. The caller holds the directory's vnode lock (shared to read,
+//! exclusive to change); each slot update is a read-modify-write of one
+//! held buffer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use rumpkern::{Errno, KResult};
+
+use crate::dirent::*;
+use crate::fs::{Fs, ShortnameMode};
+
+/// Where a directory's slots live.
+#[derive(Clone, Debug)]
+pub enum DirStore {
+    /// The fixed root directory of FAT12/16.
+    Root16,
+    /// A chain of clusters, in order.
+    Clusters(Arc<Vec<u32>>),
+}
+
+/// One entry found in a directory.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The name shown: the long name if valid, else the short name.
+    pub name: String,
+    pub entry: ShortEntry,
+    /// Slot of the short entry.
+    pub slot: u32,
+    /// First slot of the entry (its first LFN slot, or `slot`).
+    pub first_slot: u32,
+    /// Byte offset (in the file system) of the short entry.
+    pub pos: u64,
+}
+
+/// What a slot scan callback sees.
+pub struct RawSlot<'a> {
+    pub slot: u32,
+    pub pos: u64,
+    pub raw: &'a [u8; 32],
+}
+
+impl Fs {
+    /// Number of slots of a directory.
+    pub fn dir_slots(&self, d: &DirStore) -> u32 {
+        match d {
+            DirStore::Root16 => self.geo.root_entries.min(MAX_DIR_SLOTS),
+            DirStore::Clusters(c) => {
+                let per = (self.geo.cluster_size / 32) as u64;
+                (c.len() as u64 * per).min(MAX_DIR_SLOTS as u64) as u32
+            }
+        }
+    }
+
+    /// The buffer (offset, size) holding slot `s`, and the slot's byte
+    /// offset inside it.
+    fn slot_block(&self, d: &DirStore, s: u32) -> KResult<(u64, usize, usize)> {
+        let byte = s as u64 * 32;
+        match d {
+            DirStore::Root16 => {
+                let ss = self.geo.sector_size as u64;
+                let blk = byte - byte % ss;
+                Ok((self.geo.root_offset + blk, ss as usize, (byte - blk) as usize))
+            }
+            DirStore::Clusters(cl) => {
+                let cs = self.geo.cluster_size as u64;
+                let idx = (byte / cs) as usize;
+                let c = *cl.get(idx).ok_or(Errno::EIO)?;
+                if !self.geo.valid_cluster(c) {
+                    return Err(self.corrupt(format_args!("directory cluster {c} out of range")));
+                }
+                Ok((self.geo.cluster_offset(c), cs as usize, (byte % cs) as usize))
+            }
+        }
+    }
+
+    /// The buffer (offset, size) that holds the entry at byte offset `pos`
+    /// (consistent with [`Fs::slot_block`]), and the offset inside it.
+    pub fn pos_block(&self, pos: u64) -> KResult<(u64, usize, usize)> {
+        if pos >= self.geo.data_offset {
+            let cs = self.geo.cluster_size as u64;
+            let rel = pos - self.geo.data_offset;
+            let blk = self.geo.data_offset + rel - rel % cs;
+            Ok((blk, cs as usize, (rel % cs) as usize))
+        } else if pos >= self.geo.root_offset {
+            let ss = self.geo.sector_size as u64;
+            let rel = pos - self.geo.root_offset;
+            Ok((self.geo.root_offset + rel - rel % ss, ss as usize, (rel % ss) as usize))
+        } else {
+            Err(self.corrupt(format_args!("directory entry position {pos} before the root directory")))
+        }
+    }
+
+    /// Visit raw slots from `start` in order; `f` returns false to stop.
+    /// The buffer of the slot is held during the call.
+    pub fn scan_slots(&self, d: &DirStore, start: u32, mut f: impl FnMut(RawSlot<'_>) -> bool) -> KResult<()> {
+        let n = self.dir_slots(d);
+        let mut s = start;
+        while s < n {
+            let (off, size, inb) = self.slot_block(d, s)?;
+            let ahead = match d {
+                DirStore::Root16 => 8,
+                DirStore::Clusters(_) => 1,
+            };
+            let b = self.bread_ahead(off, size, ahead)?;
+            let data = b.data();
+            let mut p = inb;
+            while p + 32 <= data.len() && s < n {
+                let mut raw = [0u8; 32];
+                raw.copy_from_slice(&data[p..p + 32]);
+                if !f(RawSlot { slot: s, pos: off + p as u64, raw: &raw }) {
+                    return Ok(());
+                }
+                p += 32;
+                s += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visit the entries (files and directories, not `.`/`..`, not the
+    /// volume label) from slot `start`, with long names checked; stops at
+    /// the end marker. `f` returns false to stop.
+    pub fn scan_entries(&self, d: &DirStore, start: u32, mut f: impl FnMut(&Found) -> bool) -> KResult<()> {
+        let mut lfn = LfnBuilder::default();
+        let (use_case, lower) = match self.opts.shortname {
+            ShortnameMode::Lower => (false, true),
+            ShortnameMode::Win95 => (false, false),
+            ShortnameMode::WinNt | ShortnameMode::Mixed => (true, false),
+        };
+        self.scan_slots(d, start, |rs| {
+            let b = rs.raw;
+            match b[0] {
+                SLOT_END => return false,
+                SLOT_DELETED => {
+                    lfn.reset();
+                    return true;
+                }
+                _ => {}
+            }
+            if is_lfn(b) {
+                lfn.push(b, rs.slot);
+                return true;
+            }
+            let e = ShortEntry::parse(b);
+            if e.attr & ATTR_VOLUME != 0 || e.is_dot() {
+                lfn.reset();
+                return true;
+            }
+            let (name, first_slot) = match lfn.finish(&e.name) {
+                Some((n, first)) => (n, first),
+                None => (e.display_name(use_case, lower), rs.slot),
+            };
+            if name.is_empty() || name == "." || name == ".." {
+                return true;
+            }
+            f(&Found { name, entry: e, slot: rs.slot, first_slot, pos: rs.pos })
+        })
+    }
+
+    /// Find `name` (case-insensitively, long or short name).
+    pub fn dir_find(&self, d: &DirStore, name: &str) -> KResult<Option<Found>> {
+        let want = fold(name);
+        let mut out = None;
+        self.scan_entries(d, 0, |f| {
+            if fold(&f.name) == want || fold(&f.entry.display_name(false, false)) == want {
+                out = Some(f.clone());
+                return false;
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Find the subdirectory whose first cluster is `c`.
+    pub fn dir_find_cluster(&self, d: &DirStore, c: u32) -> KResult<Option<Found>> {
+        let mut out = None;
+        self.scan_entries(d, 0, |f| {
+            if f.entry.is_dir() && f.entry.start == c {
+                out = Some(f.clone());
+                return false;
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Does the directory hold any entry besides `.` and `..`?
+    pub fn dir_is_empty(&self, d: &DirStore) -> KResult<bool> {
+        let mut empty = true;
+        self.scan_entries(d, 0, |_| {
+            empty = false;
+            false
+        })?;
+        Ok(empty)
+    }
+
+    /// Number of subdirectories (for the link count).
+    pub fn dir_count_subdirs(&self, d: &DirStore) -> KResult<u32> {
+        let mut n = 0;
+        self.scan_entries(d, 0, |f| {
+            if f.entry.is_dir() {
+                n += 1;
+            }
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// Short names in use (for `~N` generation).
+    fn short_names(&self, d: &DirStore) -> KResult<HashSet<[u8; 11]>> {
+        let mut set = HashSet::new();
+        self.scan_slots(d, 0, |rs| {
+            let b = rs.raw;
+            if b[0] == SLOT_END {
+                return false;
+            }
+            if b[0] != SLOT_DELETED && !is_lfn(b) {
+                let mut n = [0u8; 11];
+                n.copy_from_slice(&b[0..11]);
+                set.insert(n);
+            }
+            true
+        })?;
+        Ok(set)
+    }
+
+    /// The short name and NT case bits for a new entry `name`, and whether
+    /// a long name must be stored too. `ignore`: a short name that may be
+    /// reused (the entry being renamed).
+    pub fn make_short_name(&self, d: &DirStore, name: &str, ignore: Option<&[u8; 11]>) -> KResult<([u8; 11], u8, bool)> {
+        let b = basis(name);
+        let mut used = self.short_names(d)?;
+        if let Some(i) = ignore {
+            used.remove(i);
+        }
+        if !b.lossy {
+            let s = short_name(&b.base, &b.ext, 0);
+            if !used.contains(&s) {
+                if b.exact_upper {
+                    return Ok((s, 0, false));
+                }
+                if self.opts.shortname == ShortnameMode::WinNt {
+                    if let Some(bits) = b.nt_case {
+                        return Ok((s, bits, false));
+                    }
+                }
+                return Ok((s, 0, true));
+            }
+        }
+        for n in 1..1_000_000u32 {
+            let s = short_name(&b.base, &b.ext, n);
+            if !used.contains(&s) {
+                return Ok((s, 0, true));
+            }
+        }
+        Err(Errno::ENOSPC)
+    }
+
+    /// Write `slots` starting at slot `start`.
+    pub fn write_slots(&self, d: &DirStore, start: u32, slots: &[[u8; 32]]) -> KResult<()> {
+        let mut i = 0usize;
+        while i < slots.len() {
+            let s = start + i as u32;
+            let (off, size, inb) = self.slot_block(d, s)?;
+            let mut b = self.bread(off, size)?;
+            let data = b.data_mut();
+            let mut p = inb;
+            while p + 32 <= data.len() && i < slots.len() {
+                data[p..p + 32].copy_from_slice(&slots[i]);
+                p += 32;
+                i += 1;
+            }
+            b.bdwrite();
+        }
+        Ok(())
+    }
+
+    /// Mark slots `first..=last` deleted.
+    pub fn delete_slots(&self, d: &DirStore, first: u32, last: u32) -> KResult<()> {
+        let mut s = first;
+        while s <= last {
+            let (off, size, inb) = self.slot_block(d, s)?;
+            let mut b = self.bread(off, size)?;
+            let data = b.data_mut();
+            let mut p = inb;
+            while p + 32 <= data.len() && s <= last {
+                data[p] = SLOT_DELETED;
+                p += 32;
+                s += 1;
+            }
+            b.bdwrite();
+        }
+        Ok(())
+    }
+
+    /// Read the short entry at `pos`.
+    pub fn read_entry(&self, pos: u64) -> KResult<ShortEntry> {
+        let (off, size, inb) = self.pos_block(pos)?;
+        let b = self.bread(off, size)?;
+        let raw: [u8; 32] = b.data().get(inb..inb + 32).and_then(|s| s.try_into().ok()).ok_or(Errno::EIO)?;
+        Ok(ShortEntry::parse(&raw))
+    }
+
+    /// Rewrite the short entry at `pos` (name kept as stored unless
+    /// `keep_name` is false).
+    pub fn write_entry(&self, pos: u64, e: &ShortEntry) -> KResult<()> {
+        let (off, size, inb) = self.pos_block(pos)?;
+        let mut b = self.bread(off, size)?;
+        let fat32 = self.fat32();
+        let d = b.data_mut().get_mut(inb..inb + 32).ok_or(Errno::EIO)?;
+        if d[0] == SLOT_DELETED || d[0] == SLOT_END {
+            // The entry went away under us (should not happen): leave it.
+            return Err(self.corrupt(format_args!("entry at {pos} is free while its file is live")));
+        }
+        let mut enc = e.encode(fat32);
+        enc[0..11].copy_from_slice(&d[0..11]);
+        d.copy_from_slice(&enc);
+        b.bdwrite();
+        Ok(())
+    }
+
+    /// Find `n` consecutive free slots: [`FreeRun::At`] the first slot of
+    /// such a run, or [`FreeRun::Tail`] the free run at the end of the
+    /// directory (possibly empty) that the caller extends the directory
+    /// after.
+    pub fn find_free_run(&self, d: &DirStore, n: u32) -> KResult<FreeRun> {
+        let mut run_start = 0u32;
+        let mut run = 0u32;
+        let mut found = None;
+        let mut ended = false;
+        let total = self.dir_slots(d);
+        self.scan_slots(d, 0, |rs| {
+            let free = ended || rs.raw[0] == SLOT_DELETED || rs.raw[0] == SLOT_END;
+            if rs.raw[0] == SLOT_END {
+                ended = true;
+            }
+            if free {
+                if run == 0 {
+                    run_start = rs.slot;
+                }
+                run += 1;
+                if run >= n {
+                    found = Some(run_start);
+                    return false;
+                }
+            } else {
+                run = 0;
+            }
+            true
+        })?;
+        Ok(match found {
+            Some(s) => FreeRun::At(s),
+            None if run > 0 => FreeRun::Tail(run_start, run),
+            None => FreeRun::Tail(total, 0),
+        })
+    }
+}
+
+/// Result of [`Fs::find_free_run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeRun {
+    /// Enough free slots from this one.
+    At(u32),
+    /// Not enough: the free run at the end (start, length).
+    Tail(u32, u32),
+}
