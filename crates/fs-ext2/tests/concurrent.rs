@@ -14,7 +14,10 @@ use rumpkern::{Errno, SetAttr};
 fn dumpe2fs_field(img: &std::path::Path, field: &str) -> u64 {
     let out = run(Command::new("dumpe2fs").arg("-h").arg(img));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in dumpe2fs output"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in dumpe2fs output"));
     line.split(':').nth(1).unwrap().trim().parse().unwrap()
 }
 
@@ -44,7 +47,15 @@ fn threads_create_write_rename_unlink() {
                     let data = pattern(1000 + (i as usize * 997) % 40_000, th * 1000 + i);
                     assert_eq!(f.write(&data, 0, 0, &c).unwrap(), data.len());
                     if i % 5 == 0 {
-                        f.setattr(&SetAttr { size: Some(500), ..Default::default() }, &c, true).unwrap();
+                        f.setattr(
+                            &SetAttr {
+                                size: Some(500),
+                                ..Default::default()
+                            },
+                            &c,
+                            true,
+                        )
+                        .unwrap();
                     }
                     drop(f);
                     if i % 3 == 0 {
@@ -52,12 +63,16 @@ fn threads_create_write_rename_unlink() {
                     } else if i % 3 == 1 {
                         // Rename into the other directory.
                         let other = if i % 2 == 0 { &shared } else { &own };
-                        dir.rename(name.as_bytes(), other, format!("r{th}_{i}").as_bytes(), &c).unwrap();
+                        dir.rename(name.as_bytes(), other, format!("r{th}_{i}").as_bytes(), &c)
+                            .unwrap();
                     }
                     if i % 10 == 0 {
                         let sub = own.mkdir(format!("sub{i}").as_bytes(), 0o700, &c).unwrap();
                         sub.mkdir(b"x", 0o700, &c).unwrap();
-                        assert_eq!(own.rmdir(format!("sub{i}").as_bytes(), &c), Err(Errno::ENOTEMPTY));
+                        assert_eq!(
+                            own.rmdir(format!("sub{i}").as_bytes(), &c),
+                            Err(Errno::ENOTEMPTY)
+                        );
                         sub.rmdir(b"x", &c).unwrap();
                         drop(sub);
                         own.rmdir(format!("sub{i}").as_bytes(), &c).unwrap();
@@ -77,10 +92,28 @@ fn threads_create_write_rename_unlink() {
             let want = if i % 5 == 0 { &full[..500] } else { &full[..] };
             let (dir, name) = match i % 3 {
                 0 => continue,
-                1 => (if i % 2 == 0 { "shared".to_string() } else { format!("t{th}") }, format!("r{th}_{i}")),
-                _ => (if i % 2 == 0 { format!("t{th}") } else { "shared".to_string() }, format!("f{th}_{i}")),
+                1 => (
+                    if i % 2 == 0 {
+                        "shared".to_string()
+                    } else {
+                        format!("t{th}")
+                    },
+                    format!("r{th}_{i}"),
+                ),
+                _ => (
+                    if i % 2 == 0 {
+                        format!("t{th}")
+                    } else {
+                        "shared".to_string()
+                    },
+                    format!("f{th}_{i}"),
+                ),
             };
-            let f = root.lookup(dir.as_bytes(), &cred()).unwrap().lookup(name.as_bytes(), &cred()).unwrap();
+            let f = root
+                .lookup(dir.as_bytes(), &cred())
+                .unwrap()
+                .lookup(name.as_bytes(), &cred())
+                .unwrap();
             assert!(read_all(&f) == want, "{dir}/{name}");
         }
     }
@@ -89,6 +122,14 @@ fn threads_create_write_rename_unlink() {
     mp.unmount(false).unwrap();
     let (code, out) = e2fsck(&img);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(dumpe2fs_field(&img, "Free blocks:"), st.bfree, "statvfs free blocks");
-    assert_eq!(dumpe2fs_field(&img, "Free inodes:"), st.ffree, "statvfs free inodes");
+    assert_eq!(
+        dumpe2fs_field(&img, "Free blocks:"),
+        st.bfree,
+        "statvfs free blocks"
+    );
+    assert_eq!(
+        dumpe2fs_field(&img, "Free inodes:"),
+        st.ffree,
+        "statvfs free inodes"
+    );
 }

@@ -176,6 +176,22 @@ impl Both {
             .set_times(std::fs::FileTimes::new().set_modified(st).set_accessed(st))
             .unwrap();
     }
+    fn mknod_chr(&self, p: &str, major: u32, minor: u32) {
+        let (d, n) = split(p);
+        let rdev = ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)) as u64;
+        self.vp(d)
+            .mknod(n.as_bytes(), VType::Chr, 0o600, rdev, &self.c)
+            .unwrap();
+        run_ok(
+            Command::new("mknod")
+                .arg("-m")
+                .arg("600")
+                .arg(self.h(p))
+                .arg("c")
+                .arg(major.to_string())
+                .arg(minor.to_string()),
+        );
+    }
     fn mkfifo(&self, p: &str) {
         let (d, n) = split(p);
         self.vp(d)
@@ -249,20 +265,22 @@ fn workload(b: &Both, bs: u32) {
     b.symlink(&"s".repeat(200), "slowlink");
     b.symlink(&"t".repeat(bs as usize - 1), "maxlink");
     b.mkfifo("c/fifo");
+    b.mknod_chr("c/null", 1, 3);
+    b.mknod_chr("c/bigdev", 300, 70000);
     b.chmod("a/small", 0o4711);
     b.chmod("c", 0o1777);
 }
 
-fn run_case(bs: u32, with_tree: bool, opts: &str) {
+fn run_case(bs: u32, with_tree: bool, opts: &str, mk: &[&str]) {
     let t = TempDir::new("write");
     let host = t.path().join("host");
     std::fs::create_dir(&host).unwrap();
     let img = t.path().join("img");
     if with_tree {
         build_tree(&host, false);
-        mkimage(&img, Some(&host), 160 * 1024, bs, &[]);
+        mkimage(&img, Some(&host), 160 * 1024, bs, mk);
     } else {
-        mkimage(&img, None, 160 * 1024, bs, &[]);
+        mkimage(&img, None, 160 * 1024, bs, mk);
         std::fs::create_dir(host.join("lost+found")).unwrap();
     }
     // lost+found is not part of the comparison on the host side.
@@ -408,21 +426,84 @@ fn compare_host_trees(want: &Path, got: &Path) {
 
 #[test]
 fn workload_1k_empty_image() {
-    run_case(1024, false, "rw");
+    run_case(1024, false, "rw", &[]);
 }
 
 #[test]
 fn workload_4k_on_mke2fs_tree() {
-    run_case(4096, true, "rw");
+    run_case(4096, true, "rw", &[]);
 }
 
 #[test]
 fn workload_2k_on_mke2fs_tree() {
-    run_case(2048, true, "rw");
+    run_case(2048, true, "rw", &[]);
 }
 
 /// A cache of 64 blocks: eviction and write-back of delayed data under way.
 #[test]
 fn workload_1k_tiny_cache() {
-    run_case(1024, true, "rw,cache=1k");
+    run_case(1024, true, "rw,cache=1k", &[]);
+}
+
+/// Revision 0: no filetype, no large_file, 128-byte inodes.
+#[test]
+fn workload_rev0() {
+    run_case(1024, false, "rw", &["-r", "0"]);
+}
+
+/// meta_bg without resize_inode: descriptors placed per meta group.
+#[test]
+fn workload_meta_bg() {
+    run_case(1024, true, "rw", &["-O", "meta_bg,^resize_inode"]);
+}
+
+/// A file past 4 GiB (large_file, i_size_high), on 4 KiB and 1 KiB blocks.
+#[test]
+fn large_file_over_4gib() {
+    for bs in [1024u32, 4096] {
+        let t = TempDir::new("large");
+        let img = t.path().join("img");
+        mkimage(&img, None, 32 * 1024, bs, &["-O", "^large_file"]);
+        let mp = mount_img(&img, "rw").unwrap();
+        let c = Cred::root();
+        let f = mp.root().unwrap().create(b"huge", 0o644, &c).unwrap();
+        let off = (5u64 << 30) + 12345;
+        assert_eq!(f.write(b"beyond 4 GiB", off, 0, &c).unwrap(), 12);
+        assert_eq!(f.getattr().unwrap().size, off + 12);
+        drop(f);
+        mp.unmount(false).unwrap();
+        let (code, out) = e2fsck(&img);
+        assert_eq!(code, 0, "{out}");
+        let feats =
+            String::from_utf8_lossy(&run(Command::new("dumpe2fs").arg("-h").arg(&img)).stdout)
+                .into_owned();
+        assert!(feats.contains("large_file"), "large_file turned on");
+        let mp = mount_img(&img, "ro").unwrap();
+        let f = mp.root().unwrap().lookup(b"huge", &Cred::root()).unwrap();
+        let mut buf = [0u8; 20];
+        assert_eq!(f.read(&mut buf, off - 4).unwrap(), 16);
+        assert_eq!(&buf[..16], b"\0\0\0\0beyond 4 GiB");
+        drop(f);
+        mp.unmount(false).unwrap();
+        // The kernel agrees on size and content.
+        let mnt = t.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        assert!(Command::new("mount")
+            .args(["-t", "ext2", "-o", "loop,ro"])
+            .arg(&img)
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success());
+        let _g = KernelMount(mnt.clone());
+        let md = std::fs::metadata(mnt.join("huge")).unwrap();
+        assert_eq!(md.len(), off + 12);
+        use std::os::unix::fs::FileExt;
+        let mut kb = [0u8; 12];
+        std::fs::File::open(mnt.join("huge"))
+            .unwrap()
+            .read_exact_at(&mut kb, off)
+            .unwrap();
+        assert_eq!(&kb, b"beyond 4 GiB");
+    }
 }
