@@ -23,9 +23,6 @@ use crate::fs::Ext2Fs;
 #[derive(Clone, Debug)]
 pub(crate) struct Found {
     pub ino: u32,
-    pub ftype: u8,
-    /// Byte offset of the entry in the directory.
-    pub offset: u64,
 }
 
 /// Number of whole blocks in directory `d`. A directory has no holes, so
@@ -91,18 +88,13 @@ pub(crate) fn scan_block<T>(
 
 /// Find `name` in directory `d` (number `dino`).
 pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<Option<Found>> {
-    let bs = fs.geo.block_size as u64;
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, dino, d)? {
         let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
-        let r = scan_block(fs, dino, &blk, |off, h, n| {
-            (h.ino != 0 && n == name).then(|| Found {
-                ino: h.ino,
-                ftype: h.ftype,
-                offset: lbn * bs + off as u64,
-            })
+        let r = scan_block(fs, dino, &blk, |_, h, n| {
+            (h.ino != 0 && n == name).then(|| Found { ino: h.ino })
         })?;
         if r.is_some() {
             return Ok(r);

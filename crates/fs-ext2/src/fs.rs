@@ -47,6 +47,9 @@ pub struct Ext2Fs {
     corrupt_logged: AtomicBool,
     /// Why read-write was refused (logged), if it was.
     pub(crate) ro_reason: Option<String>,
+    /// Reads never update access times (`-o noatime`); otherwise they do
+    /// with relatime rules.
+    pub(crate) noatime: AtomicBool,
 }
 
 impl Ext2Fs {
@@ -154,6 +157,7 @@ impl Ext2Fs {
             meta: Mutex::new(meta),
             rdonly,
             corrupt_logged: AtomicBool::new(false),
+            noatime: AtomicBool::new(false),
             ro_reason,
         });
         // The root must be a directory.

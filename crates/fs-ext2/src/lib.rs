@@ -23,7 +23,9 @@
 //! A file system that was not cleanly unmounted (or has errors recorded)
 //! mounts read-only unless `-o force`. A read-write mount marks the
 //! superblock "not clean" and counts the mount; unmount marks it clean
-//! again. Reads do not update access times (as with `-o noatime`).
+//! again. Reads update access times with Linux's relatime rules (only when
+//! the access time is not newer than the modification or change time, or
+//! is a day old); `-o noatime` turns that off.
 //!
 //! Modules, split as NetBSD's: [`format`] (on-disk structures and
 //! validation), `bio` (block I/O), [`fs`] (the mounted file system,
@@ -115,6 +117,9 @@ pub fn mount(
         log::error!("ext2fs: cannot mount: {r}");
         r.errno
     })?;
+    if args.get("noatime").is_some() {
+        fs.noatime.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mp = Mount::new("ext2fs", fs.rdonly);
     if let Some(why) = &fs.ro_reason {
         mp.set_prop("ro_reason", why);

@@ -177,6 +177,24 @@ impl Ext2Node {
         }
     }
 
+    /// A read or a directory listing happened: update the access time
+    /// with relatime rules (Linux's default), on read-write mounts without
+    /// `noatime`. Failures are logged, never returned (the read worked).
+    fn mark_access(&self) {
+        if self.fs.rdonly || self.fs.noatime.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut i = lk(&self.inner);
+        let t = now();
+        if i.links == 0 || !(i.atime <= i.mtime || i.atime <= i.ctime || t.0 - i.atime.0 >= 86400) {
+            return;
+        }
+        i.atime = t;
+        if let Err(e) = self.write(&i) {
+            log::warn!("ext2fs: inode {}: access time not written: {e}", self.ino);
+        }
+    }
+
     /// Does this inode's block map hold block pointers (as opposed to a
     /// fast symlink's target or a device number)?
     fn has_block_map(&self, i: &Inode) -> bool {
@@ -787,6 +805,7 @@ impl VnodeOps for Ext2Node {
                 }
             }
         }
+        self.mark_access();
         Ok(())
     }
 
@@ -918,6 +937,9 @@ impl VnodeOps for Ext2Node {
                 next_offset: next,
             })
         })?;
+        if offset == 0 {
+            self.mark_access();
+        }
         match err {
             Some(e) => Err(e),
             None => Ok(()),

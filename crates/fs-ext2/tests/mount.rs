@@ -238,3 +238,39 @@ fn features_decide() {
         "{r}"
     );
 }
+
+#[test]
+fn access_time_relatime_and_noatime() {
+    use rumpkern::{SetAttr, SetTime, Timespec};
+    let t = TempDir::new("atime");
+    let img = small(&t, 1024);
+    for (opts, updates) in [("rw", true), ("rw,noatime", false)] {
+        let mp = mount_img(&img, opts).unwrap();
+        let c = cred();
+        let root = mp.root().unwrap();
+        let f = match root.lookup(b"f", &c) {
+            Ok(f) => f,
+            Err(_) => root.create(b"f", 0o644, &c).unwrap(),
+        };
+        f.write(b"data", 0, 0, &c).unwrap();
+        let old = SetTime::At(Timespec::new(1_000_000, 0));
+        f.setattr(
+            &SetAttr {
+                atime: Some(old),
+                ..Default::default()
+            },
+            &c,
+            false,
+        )
+        .unwrap();
+        let mut b = [0u8; 4];
+        f.read(&mut b, 0).unwrap();
+        let at = f.getattr().unwrap().atime.sec;
+        assert_eq!(at > 1_000_000, updates, "{opts}: atime {at}");
+        drop(f);
+        drop(root);
+        mp.unmount(false).unwrap();
+    }
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+}
