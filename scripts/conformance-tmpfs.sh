@@ -20,6 +20,7 @@ bin=${RUMP_TMPFS:-$top/target/release/rump_tmpfs}
 # pjdfstest's *_enametoolong_path cases need the mount point away from /tmp
 # (its secondary directory lives in /var/tmp); use /var/tmp for both.
 work=$(mktemp -d /var/tmp/rumpfs-conf.XXXXXX)
+chmod 755 "$work"   # the dummy users of pjdfstest must reach the mounts
 # Both mount points have paths of the same length: pjdfstest's
 # *_enametoolong_path cases depend on it.
 kmnt=$work/kmnt rmnt=$work/rmnt
