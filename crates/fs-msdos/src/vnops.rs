@@ -101,8 +101,8 @@ impl MsdosNode {
         let n = slots.len() as u32;
         let (d, start) = match fs.find_free_run(&d, n)? {
             FreeRun::At(s) => (d, s),
-            FreeRun::Tail(s, have) => {
-                let d = self.extend_dir(n - have, s)?;
+            FreeRun::Tail(s, _) => {
+                let d = self.extend_dir(n, s)?;
                 (d, s)
             }
         };
@@ -119,7 +119,7 @@ impl MsdosNode {
         Ok(pos)
     }
 
-    /// Grow this directory so that `more` slots follow slot `from`.
+    /// Grow this directory so that it has `more` slots from slot `from` on.
     /// ENOSPC for the fixed root or past the slot limit.
     fn extend_dir(&self, more: u32, from: u32) -> KResult<DirStore> {
         let fs = &self.fs;

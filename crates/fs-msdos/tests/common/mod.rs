@@ -127,7 +127,7 @@ pub fn mcopy_in(img: &Path, tree: &Path) {
 pub fn mcopy_out(img: &Path, out: &Path) {
     std::fs::create_dir_all(out).unwrap();
     let mut c = mtools("mcopy");
-    c.arg("-s").arg("-n").arg("-i").arg(img).arg("::*").arg(out);
+    c.arg("-s").arg("-n").arg("-m").arg("-i").arg(img).arg("::*").arg(out);
     // An empty image has nothing to copy; mcopy then fails: tolerate that.
     let o = c.output().unwrap();
     if !o.status.success() {

@@ -1,0 +1,342 @@
+//! Read-write: workloads through the VnodeRef wrappers, then the
+//! independent implementations judge the image: `fsck.fat -n` must be clean
+//! and `mcopy -s -n` must extract exactly what was written.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+use rumpkern::types::{ioflag, oflags};
+use rumpkern::{Cred, Errno, SetAttr, SetTime, Timespec, VType, VnodeRef};
+
+fn c() -> Cred {
+    Cred::root()
+}
+
+fn write_file(d: &VnodeRef, name: &str, data: &[u8]) -> VnodeRef {
+    let vp = d.create(name.as_bytes(), 0o644, &c()).unwrap_or_else(|e| panic!("create {name}: {e}"));
+    let mut off = 0;
+    // Uneven chunks cross cluster boundaries at odd places.
+    for chunk in data.chunks(7919) {
+        assert_eq!(vp.write(chunk, off, 0, &c()).unwrap_or_else(|e| panic!("{name} at {off}: {e}")), chunk.len());
+        off += chunk.len() as u64;
+    }
+    vp
+}
+
+/// The workload, applied to the mount and mirrored into `model`.
+fn workload(r: &VnodeRef, model: &Path) {
+    let m = |p: &str| model.join(p);
+    std::fs::create_dir_all(model).unwrap();
+    // Files with every kind of name.
+    for (name, data) in [
+        ("hello.txt", b"hello world\n".to_vec()),
+        ("README", b"upper case 8.3 name\n".to_vec()),
+        ("Mixed Case Long Name.Data", pattern(5000, 1)),
+        ("ünïcødé ✓ 日本.txt", "utf-8 ✓\n".as_bytes().to_vec()),
+        (".dotfile", b"dot\n".to_vec()),
+        ("empty", Vec::new()),
+        ("big.bin", pattern(3 << 20, 2)),
+    ] {
+        write_file(r, name, &data);
+        std::fs::write(m(name), &data).unwrap();
+    }
+    // A 255-character name.
+    let long: String = std::iter::repeat('x').take(250).chain(".long".chars()).collect();
+    assert_eq!(long.chars().count(), 255);
+    write_file(r, &long, b"long");
+    std::fs::write(m(&long), b"long").unwrap();
+    // Names that collide in their short form get ~N tails.
+    for i in 0..12 {
+        let n = format!("collision name {i}.text");
+        write_file(r, &n, n.as_bytes());
+        std::fs::write(m(&n), n.as_bytes()).unwrap();
+    }
+    // Append, overwrite in the middle, truncate down and up, sparse extension.
+    let vp = r.lookup(b"hello.txt", &c()).unwrap();
+    vp.write(b"appended\n", 0, ioflag::IO_APPEND, &c()).unwrap();
+    let mut h = b"hello world\nappended\n".to_vec();
+    vp.write(b"HELLO", 0, 0, &c()).unwrap();
+    h[..5].copy_from_slice(b"HELLO");
+    std::fs::write(m("hello.txt"), &h).unwrap();
+
+    let big = r.lookup(b"BIG.BIN", &c()).unwrap();
+    big.setattr(&SetAttr { size: Some(1_000_003), ..Default::default() }, &c(), false).unwrap();
+    let mut bd = pattern(3 << 20, 2);
+    bd.truncate(1_000_003);
+    big.setattr(&SetAttr { size: Some(1_200_000), ..Default::default() }, &c(), false).unwrap();
+    bd.resize(1_200_000, 0);
+    // A write past the end leaves a zero-filled gap.
+    big.write(b"tail", 1_300_000, 0, &c()).unwrap();
+    bd.resize(1_300_000, 0);
+    bd.extend_from_slice(b"tail");
+    std::fs::write(m("big.bin"), &bd).unwrap();
+    assert_eq!(read_all(&big), bd);
+    let md = r.lookup(b"mixed case long name.data", &c()).unwrap();
+    md.setattr(&SetAttr { size: Some(0), ..Default::default() }, &c(), false).unwrap();
+    md.write(b"rewritten", 0, 0, &c()).unwrap();
+    std::fs::write(m("Mixed Case Long Name.Data"), b"rewritten").unwrap();
+
+    // Directories: deep, many entries (directory growth), empty.
+    let mut d = r.clone();
+    let mut path = String::new();
+    for lvl in 0..8 {
+        let n = format!("Level {lvl}");
+        d = d.mkdir(n.as_bytes(), 0o755, &c()).unwrap();
+        path = if path.is_empty() { n } else { format!("{path}/{n}") };
+        std::fs::create_dir_all(m(&path)).unwrap();
+    }
+    write_file(&d, "deep.txt", b"deep");
+    std::fs::write(m(&format!("{path}/deep.txt")), b"deep").unwrap();
+    let many = r.mkdir(b"many", 0o755, &c()).unwrap();
+    std::fs::create_dir_all(m("many")).unwrap();
+    for i in 0..300 {
+        let n = format!("file with a fairly long name number {i:04}.txt");
+        write_file(&many, &n, format!("{i}").as_bytes());
+        std::fs::write(m(&format!("many/{n}")), format!("{i}")).unwrap();
+    }
+    // Unlink every third, so later creates reuse slots.
+    for i in (0..300).step_by(3) {
+        let n = format!("file with a fairly long name number {i:04}.txt");
+        many.remove(n.as_bytes(), &c()).unwrap();
+        std::fs::remove_file(m(&format!("many/{n}"))).unwrap();
+    }
+    for i in 0..20 {
+        let n = format!("refill {i}");
+        write_file(&many, &n, b"r");
+        std::fs::write(m(&format!("many/{n}")), b"r").unwrap();
+    }
+    r.mkdir(b"emptydir", 0o755, &c()).unwrap();
+    std::fs::create_dir_all(m("emptydir")).unwrap();
+    let gone = r.mkdir(b"gone", 0o755, &c()).unwrap();
+    write_file(&gone, "x", b"x");
+    assert_eq!(r.rmdir(b"gone", &c()), Err(Errno::ENOTEMPTY));
+    gone.remove(b"x", &c()).unwrap();
+    drop(gone);
+    r.rmdir(b"gone", &c()).unwrap();
+    assert_eq!(r.lookup(b"gone", &c()).unwrap_err(), Errno::ENOENT);
+
+    // Renames: within a directory, across directories, a directory across
+    // directories (its .. must follow), over an existing file, case only.
+    r.rename(b"README", r, b"readme renamed.md", &c()).unwrap();
+    std::fs::rename(m("README"), m("readme renamed.md")).unwrap();
+    r.rename(b".dotfile", &many, b"moved dotfile", &c()).unwrap();
+    std::fs::rename(m(".dotfile"), m("many/moved dotfile")).unwrap();
+    let l0 = r.lookup(b"Level 0", &c()).unwrap();
+    r.rename(b"Level 0", &many, b"Moved Level", &c()).unwrap();
+    std::fs::rename(m("Level 0"), m("many/Moved Level")).unwrap();
+    let dd = l0.lookup(b"..", &c()).unwrap();
+    assert_eq!(dd.ino(), many.ino(), ".. of a moved directory");
+    assert_eq!(r.getattr().unwrap().nlink, 2 + 2); // many, emptydir
+    write_file(r, "victim", b"to be replaced");
+    r.rename(b"hello.txt", r, b"victim", &c()).unwrap();
+    std::fs::rename(m("hello.txt"), m("victim")).unwrap();
+    r.rename(b"empty", r, b"EMPTY", &c()).unwrap();
+    std::fs::rename(m("empty"), m("EMPTY")).unwrap();
+    let names: Vec<String> = list(r).into_keys().collect();
+    assert!(names.contains(&"EMPTY".to_string()) && !names.contains(&"empty".to_string()), "{names:?}");
+
+    // utimes: mtime to an even second survives (FAT has 2 s resolution).
+    let t = Timespec::new(1_600_000_000, 0);
+    let v = r.lookup(b"victim", &c()).unwrap();
+    v.setattr(&SetAttr { mtime: Some(SetTime::At(t)), atime: Some(SetTime::At(t)), ..Default::default() }, &c(), false)
+        .unwrap();
+    assert_eq!(v.getattr().unwrap().mtime, t);
+    let f = std::fs::File::options().write(true).open(m("victim")).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)).unwrap();
+}
+
+fn check(fat: u32, sector: u32, spc: u32, mb: u64) {
+    let t = TempDir::new(&format!("write{fat}-{sector}-{spc}"));
+    let img = t.path().join("img");
+    mkfs(&img, fat, sector, spc, mb, &[]);
+    let model = t.path().join("model");
+    {
+        let mp = mount(&img, "");
+        let r = mp.root().unwrap();
+        workload(&r, &model);
+        // Everything reads back before unmount too.
+        compare_tree(&r, &model);
+        drop(r);
+        mp.unmount(false).unwrap();
+    }
+    assert_fsck_clean(&img);
+    let out = t.path().join("out");
+    mcopy_out(&img, &out);
+    assert_same_tree(&out, &model);
+    // mtools keeps the modification time we set.
+    let mt = std::fs::metadata(out.join("victim")).unwrap().modified().unwrap();
+    assert_eq!(mt.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_600_000_000);
+    // And a fresh mount reads the same.
+    let mp = mount(&img, "ro");
+    compare_tree(&mp.root().unwrap(), &model);
+    mp.unmount(false).unwrap();
+}
+
+#[test]
+fn write_fat12() {
+    check(12, 512, 8, 14);
+}
+
+#[test]
+fn write_fat12_4k_sectors() {
+    check(12, 4096, 1, 14);
+}
+
+#[test]
+fn write_fat16() {
+    check(16, 512, 4, 32);
+}
+
+#[test]
+fn write_fat16_4k_sectors() {
+    check(16, 4096, 2, 64);
+}
+
+#[test]
+fn write_fat32() {
+    check(32, 512, 1, 64);
+}
+
+#[test]
+fn write_fat32_4k_sectors_64k_clusters() {
+    // 64 KiB clusters need a large (sparse) image to reach FAT32's
+    // minimum cluster count, which mtools relies on.
+    check(32, 4096, 16, 4200);
+}
+
+/// FAT[1]'s clean bit: cleared while mounted read-write, restored at
+/// unmount; a dirty image mounts read-only unless forced.
+#[test]
+fn clean_bit() {
+    for (fat, off, bit) in [(16u32, 2usize, 0x8000u32), (32, 4, 0x0800_0000)] {
+        let t = TempDir::new("clean");
+        let img = t.path().join("img");
+        mkfs(&img, fat, 512, 4, 64, &[]);
+        let fat1 = |img: &Path| -> u32 {
+            let b = std::fs::read(img).unwrap();
+            let rsvd = u16::from_le_bytes([b[14], b[15]]) as usize * 512;
+            let mut v = [0u8; 4];
+            v[..off].copy_from_slice(&b[rsvd + off..rsvd + 2 * off]);
+            u32::from_le_bytes(v)
+        };
+        assert_ne!(fat1(&img) & bit, 0, "mkfs.fat leaves it clean");
+        let mp = mount(&img, "");
+        assert!(!mp.is_rdonly());
+        assert_eq!(fat1(&img) & bit, 0, "dirty while mounted");
+        // A second mount of the dirty image: read-only, or read-write with force.
+        let mp2 = mount(&img, "");
+        assert!(mp2.is_rdonly(), "dirty image must mount read-only");
+        mp2.unmount(false).unwrap();
+        mp.unmount(false).unwrap();
+        assert_ne!(fat1(&img) & bit, 0, "clean after unmount");
+        assert_fsck_clean(&img);
+        // Make it dirty by hand: forced mounts read-write.
+        let mp = mount(&img, "");
+        drop(mp); // no unmount: stays dirty
+        let mp = mount(&img, "force");
+        assert!(!mp.is_rdonly());
+        mp.unmount(false).unwrap();
+        assert_ne!(fat1(&img) & bit, 0);
+    }
+}
+
+/// What FAT cannot do gets Linux vfat's errno.
+#[test]
+fn unsupported_operations() {
+    let t = TempDir::new("unsupported");
+    let img = t.path().join("img");
+    mkfs(&img, 16, 512, 4, 16, &[]);
+    let mp = mount(&img, "uid=1000,gid=1000,fmask=022");
+    let r = mp.root().unwrap();
+    let owner = Cred::new(1000, 1000, vec![]);
+    let f = write_file(&r, "f", b"x");
+    assert_eq!(r.link(&f, b"hard", &c()), Err(Errno::EPERM));
+    assert_eq!(r.symlink(b"sym", b"f", &c()).unwrap_err(), Errno::EPERM);
+    assert_eq!(r.mknod(b"fifo", VType::Fifo, 0o644, 0, &c()).unwrap_err(), Errno::EPERM);
+    assert_eq!(r.mknod(b"dev", VType::Chr, 0o644, 0x101, &c()).unwrap_err(), Errno::EPERM);
+    // chown to another owner: EPERM, even for root; to the same owner: fine.
+    assert_eq!(f.setattr(&SetAttr { uid: Some(5), ..Default::default() }, &c(), false), Err(Errno::EPERM));
+    assert!(f.setattr(&SetAttr { uid: Some(1000), gid: Some(1000), ..Default::default() }, &c(), false).is_ok());
+    // chmod: write permission <-> read-only attribute; other changes EPERM.
+    f.setattr(&SetAttr { mode: Some(0o555), ..Default::default() }, &owner, false).unwrap();
+    assert_eq!(f.getattr().unwrap().mode, 0o555);
+    assert_eq!(f.open(oflags::O_WRONLY, &owner), Err(Errno::EACCES));
+    f.setattr(&SetAttr { mode: Some(0o755), ..Default::default() }, &owner, false).unwrap();
+    assert_eq!(f.getattr().unwrap().mode, 0o755);
+    assert_eq!(f.setattr(&SetAttr { mode: Some(0o700), ..Default::default() }, &owner, false), Err(Errno::EPERM));
+    assert_eq!(f.setattr(&SetAttr { mode: Some(0o4755), ..Default::default() }, &owner, false), Err(Errno::EPERM));
+    // Names FAT cannot hold.
+    for bad in ["a:b", "x*", "q?", "<", "pipe|", "back\\slash", "quo\"te", "...", "ctl\u{1}"] {
+        assert_eq!(r.create(bad.as_bytes(), 0o644, &c()).unwrap_err(), Errno::EINVAL, "{bad:?}");
+        assert_eq!(r.mkdir(bad.as_bytes(), 0o755, &c()).unwrap_err(), Errno::EINVAL, "{bad:?}");
+    }
+    assert_eq!(r.create(&[0xff, 0xfe], 0o644, &c()).unwrap_err(), Errno::EINVAL);
+    let n256 = "y".repeat(256);
+    assert_eq!(r.create(n256.as_bytes(), 0o644, &c()).unwrap_err(), Errno::ENAMETOOLONG);
+    // Case-insensitive: creating a case variant is EEXIST.
+    assert_eq!(r.create(b"F", 0o644, &c()).unwrap_err(), Errno::EEXIST);
+    drop((r, f));
+    mp.unmount(false).unwrap();
+    assert_fsck_clean(&img);
+}
+
+/// Running out of space: ENOSPC, partial writes, a full fixed root.
+#[test]
+fn enospc() {
+    let t = TempDir::new("enospc");
+    let img = t.path().join("img");
+    mkfs(&img, 12, 512, 4, 1, &["-r", "16"]);
+    let mp = mount(&img, "");
+    let r = mp.root().unwrap();
+    let free = mp.statvfs().unwrap().bfree * 2048;
+    let f = r.create(b"fill", 0o644, &c()).unwrap();
+    let data = pattern(free as usize + 10000, 5);
+    let n = f.write(&data, 0, 0, &c()).unwrap();
+    assert_eq!(n as u64, free, "a write stops at the space left");
+    assert_eq!(f.write(b"more", n as u64, 0, &c()), Err(Errno::ENOSPC));
+    assert_eq!(mp.statvfs().unwrap().bfree, 0);
+    // The fixed FAT12 root has 16 slots: fill them.
+    let mut made = 1;
+    loop {
+        match r.create(format!("F{made}").as_bytes(), 0o644, &c()) {
+            Ok(_) => made += 1,
+            Err(e) => {
+                assert_eq!(e, Errno::ENOSPC);
+                break;
+            }
+        }
+    }
+    // \"fill\" took two slots (long name + short name), F1..F14 one each.
+    assert_eq!(made, 15);
+    assert_eq!(read_all(&f), data[..n].to_vec());
+    drop((r, f));
+    mp.unmount(false).unwrap();
+    assert_fsck_clean(&img);
+}
+
+/// An open file that is unlinked keeps its data until the last reference
+/// goes; then its clusters are free.
+#[test]
+fn unlinked_while_open() {
+    let t = TempDir::new("unlinked");
+    let img = t.path().join("img");
+    mkfs(&img, 16, 512, 4, 16, &[]);
+    let mp = mount(&img, "");
+    let r = mp.root().unwrap();
+    let before = mp.statvfs().unwrap().bfree;
+    let f = write_file(&r, "open file", &pattern(100_000, 9));
+    assert!(mp.statvfs().unwrap().bfree < before);
+    r.remove(b"open file", &c()).unwrap();
+    assert_eq!(r.lookup(b"open file", &c()).unwrap_err(), Errno::ENOENT);
+    // A new file in the freed slot gets its own inode number.
+    let g = write_file(&r, "open file", b"new");
+    assert_ne!(g.ino(), f.ino());
+    assert_eq!(read_all(&f), pattern(100_000, 9));
+    drop(f);
+    assert_eq!(mp.statvfs().unwrap().bfree, before - 1);
+    drop((r, g));
+    mp.unmount(false).unwrap();
+    assert_fsck_clean(&img);
+}
