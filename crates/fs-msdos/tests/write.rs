@@ -308,7 +308,7 @@ fn enospc() {
             }
         }
     }
-    // \"fill\" took two slots (long name + short name), F1..F14 one each.
+    // "fill" took two slots (long name + short name), F1..F14 one each.
     assert_eq!(made, 15);
     assert_eq!(read_all(&f), data[..n].to_vec());
     drop((r, f));
