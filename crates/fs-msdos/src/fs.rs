@@ -243,6 +243,12 @@ impl Fs {
         Errno::EIO
     }
 
+    /// Has corruption been seen on this mount? (The clean bit then stays
+    /// cleared at unmount, so that fsck.fat is run before the next use.)
+    pub fn saw_corruption(&self) -> bool {
+        self.corrupt_logged.load(Ordering::Acquire)
+    }
+
     pub fn fat32(&self) -> bool {
         self.geo.fat_type == FatType::Fat32
     }

@@ -213,6 +213,12 @@ impl MsdosNode {
     pub fn full_chain(&self, st: &mut NodeState) -> KResult<()> {
         let max_clusters = (MAX_DIR_SLOTS as u64 * 32).div_ceil(self.fs.geo.cluster_size as u64) as u32;
         self.fill_chain(st, max_clusters)?;
+        if st.chain.len() > max_clusters {
+            return Err(self.fs.corrupt(format_args!(
+                "directory inode {}: chain longer than {MAX_DIR_SLOTS} entries (a cycle?)",
+                self.ino
+            )));
+        }
         Ok(())
     }
 

@@ -238,7 +238,7 @@ impl VfsOps for MsdosVfs {
     }
 
     /// Write everything back, then restore the clean bit (only if the
-    /// write-back succeeded).
+    /// write-back succeeded and no corruption was seen).
     fn unmount(&self, mp: &Mount, _force: bool) -> KResult<()> {
         let fs = &self.fs;
         if mp.is_rdonly() && !fs.marked_dirty.load(Ordering::Acquire) {
@@ -246,8 +246,12 @@ impl VfsOps for MsdosVfs {
         }
         fs.update_fsinfo()?;
         fs.cache.shutdown()?;
-        if fs.marked_dirty.swap(false, Ordering::AcqRel) && !mp.is_failed() {
-            fs.set_clean(true)?;
+        if fs.marked_dirty.swap(false, Ordering::AcqRel) {
+            if mp.is_failed() || fs.saw_corruption() {
+                log::warn!("msdosfs: corruption seen while mounted; leaving the volume marked dirty (run fsck.fat)");
+            } else {
+                fs.set_clean(true)?;
+            }
         }
         fs.cache.sync(true)
     }
