@@ -9,8 +9,10 @@
 //! then linearly through every group (`ext2fs_hashalloc`).
 //!
 //! Bitmaps, descriptor counts and superblock counts change together under
-//! the metadata lock; the bitmap block is written before the lock is let
-//! go, the descriptors and superblock at the next `sync`.
+//! the metadata lock. Inode bitmaps are written synchronously (before the
+//! entry naming a new inode); block bitmaps, descriptors and the
+//! superblock are written later (sync, syncer): after a crash they can
+//! only be behind the inodes, which `e2fsck -p` repairs without asking.
 
 use rumpkern::{Errno, KResult};
 
@@ -119,7 +121,7 @@ pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64) -> KResult<u64> {
             )));
         }
         set_bit(&mut bm, bit)?;
-        fs.bio.bwrite(bbno, &bm)?;
+        fs.bio.bdwrite(bbno, &bm)?;
         if let Some(d) = m.gds.get_mut(g as usize) {
             d.free_blocks -= 1;
         }
@@ -156,7 +158,7 @@ pub(crate) fn free_block(fs: &Ext2Fs, b: u64) -> KResult<()> {
         drop(m);
         return Err(fs.corrupt(format_args!("freeing free block {b}")));
     }
-    fs.bio.bwrite(bbno, &bm)?;
+    fs.bio.bdwrite(bbno, &bm)?;
     if let Some(d) = m.gds.get_mut(g as usize) {
         d.free_blocks = (d.free_blocks + 1).min(geo.blocks_in_group(g));
     }

@@ -269,7 +269,9 @@ pub(crate) fn bmap_alloc(
         let mut ib = mc.get(fs, p)?.to_vec();
         put32(&mut ib, idx * 4, nb as u32)?;
         mc.forget(p);
-        if let Err(e) = fs.bio.bwrite(p, &ib) {
+        // A new indirect block was zeroed synchronously above, so the
+        // pointer to it (or to a data block) may be written later.
+        if let Err(e) = fs.bio.bdwrite(p, &ib) {
             let _ = alloc::free_block(fs, nb);
             inode.blocks -= sectors(fs);
             return Err(e);

@@ -191,6 +191,47 @@ pub(crate) fn set_entry(
     Err(Errno::ENOENT)
 }
 
+/// Rename the entry `old` (pointing at `ino`) to `new` inside its own
+/// record, if the record is long enough: one block write. Returns false
+/// (nothing changed) when it is not. Errors: ENOENT, EIO.
+pub(crate) fn rename_in_place(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    old: &[u8],
+    new: &[u8],
+    ino: u32,
+) -> KResult<bool> {
+    let mut mc = MapCache::default();
+    for lbn in 0..dir_blocks(fs, dino, d)? {
+        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+            continue;
+        };
+        let hit = scan_block(fs, dino, &blk, |off, h, n| {
+            (h.ino != 0 && n == old).then_some((off, *h))
+        })?;
+        let Some((off, h)) = hit else { continue };
+        if h.ino != ino {
+            return Err(Errno::ENOENT);
+        }
+        if h.rec_len < dirent_size(new.len()) {
+            return Ok(false);
+        }
+        write_entry(
+            &mut blk,
+            off,
+            h.rec_len,
+            new,
+            h.ino,
+            h.ftype,
+            fs.geo.filetype,
+        )?;
+        fs.bio.bwrite(p, &blk)?;
+        return Ok(true);
+    }
+    Err(Errno::ENOENT)
+}
+
 /// Remove the entry `name` (which must point at `ino`): the space goes to
 /// the previous entry of its block, or the entry is marked unused when it
 /// is the first. Returns the removed entry's type. Errors: ENOENT, EIO.

@@ -269,6 +269,18 @@ impl Ext2Fs {
     /// Write inode `ino` back to the inode table (read-modify-write of its
     /// table block under the metadata lock).
     pub fn write_inode(&self, ino: u32, inode: &Inode) -> KResult<()> {
+        self.put_inode(ino, inode, true)
+    }
+
+    /// As [`Ext2Fs::write_inode`], but the inode table block is written
+    /// later (sync, syncer, eviction): for changes whose loss in a crash
+    /// leaves a consistent file system (a file's size, times and new data
+    /// block pointers after a write).
+    pub fn write_inode_delayed(&self, ino: u32, inode: &Inode) -> KResult<()> {
+        self.put_inode(ino, inode, false)
+    }
+
+    fn put_inode(&self, ino: u32, inode: &Inode, sync: bool) -> KResult<()> {
         if self.rdonly {
             return Err(Errno::EROFS);
         }
@@ -279,7 +291,11 @@ impl Ext2Fs {
         b.get_mut(off..off + bytes.len())
             .ok_or(Errno::EIO)?
             .copy_from_slice(&bytes);
-        self.bio.bwrite(blk, &b)?;
+        if sync {
+            self.bio.bwrite(blk, &b)?;
+        } else {
+            self.bio.bdwrite(blk, &b)?;
+        }
         drop(m);
         Ok(())
     }

@@ -349,6 +349,15 @@ impl Ext2Node {
             let _ = fs.write_inode(ino, i);
             let _ = alloc::free_inode(fs, ino, is_dir);
         };
+        // Crash safety for e2fsck -p: an in-use inode that no entry names is
+        // only repaired without questions when it is an empty regular file;
+        // an entry naming an inode with no links is. So everything but a
+        // regular file goes to disk with a link count of 0 first and gets
+        // its real count once the entry exists.
+        let final_links = i.links;
+        if ifmt != S_IFREG {
+            i.links = 0;
+        }
         if let Err(e) = init(fs, ino, &mut i).and_then(|_| fs.write_inode(ino, &i)) {
             undo(&mut i);
             return Err(e);
@@ -378,6 +387,10 @@ impl Ext2Node {
         if let Err(e) = r {
             undo(&mut i);
             return Err(e);
+        }
+        if i.links != final_links {
+            i.links = final_links;
+            fs.write_inode(ino, &i)?;
         }
         vget(fs, &mp, ino)
     }
@@ -614,8 +627,14 @@ impl VnodeOps for Ext2Node {
             return Err(Errno::EISDIR);
         }
         let n = node(&vp)?;
-        self.unlink_entry(name, f.ino, 0)?;
-        let r = n.adjust_links(-1);
+        // The link count drops before the entry goes (a crash in between
+        // leaves an entry naming an unlinked inode, which e2fsck -p clears;
+        // the other order would leave an unattached inode).
+        let r = n.adjust_links(-1).and_then(|_| {
+            self.unlink_entry(name, f.ino, 0).inspect_err(|_| {
+                let _ = n.adjust_links(1);
+            })
+        });
         drop(vp);
         r
     }
@@ -633,17 +652,25 @@ impl VnodeOps for Ext2Node {
             }
             let _vl = vp.lock_exclusive();
             let n = node(&vp)?;
-            {
-                let i = lk(&n.inner);
+            // Empty check and the link count to 0 together, then the entry
+            // (a crash in between leaves an entry naming an unlinked
+            // directory, which e2fsck -p clears).
+            let saved = {
+                let mut i = lk(&n.inner);
                 if !dir::is_empty(&self.fs, n.ino, &i)? {
                     return Err(Errno::ENOTEMPTY);
                 }
-            }
-            self.unlink_entry(name, n.ino, -1)?;
-            let mut i = lk(&n.inner);
-            i.links = 0;
-            i.ctime = now();
-            n.write(&i)
+                let saved = i.links;
+                i.links = 0;
+                i.ctime = now();
+                n.write(&i)?;
+                saved
+            };
+            self.unlink_entry(name, n.ino, -1).inspect_err(|_| {
+                let mut i = lk(&n.inner);
+                i.links = saved;
+                let _ = n.write(&i);
+            })
         })();
         drop(vp);
         r
@@ -714,34 +741,60 @@ impl VnodeOps for Ext2Node {
                 }
             }
             let ft = ftype_of_mode(svp.vtype().ifmt());
+            // Same directory, no target, the new name fits the old record:
+            // one block write renames atomically.
+            if fdvp.ino() == tdvp.ino() && tvp.is_none() {
+                let mut d = lk(&fdir.inner);
+                fdir.dir_prepare(&mut d)?;
+                if dir::rename_in_place(fs, fdir.ino, &d, fname, tname, src.ino)? {
+                    let t = now();
+                    d.mtime = t;
+                    d.ctime = t;
+                    fdir.write(&d)?;
+                    drop(d);
+                    let mut i = lk(&snode.inner);
+                    i.ctime = t;
+                    return snode.write(&i);
+                }
+            }
             // 1. One more link while both names exist (crash safety).
             snode.adjust_links(1)?;
             // 2. The new name.
             let step2 = match &tvp {
                 Some(tvp) => (|| {
                     let tn = node(tvp)?;
-                    {
-                        let mut d = lk(&tdir.inner);
-                        tdir.dir_prepare(&mut d)?;
-                        dir::set_entry(fs, tdir.ino, &d, tname, src.ino, ft)?;
-                        let t = now();
-                        d.mtime = t;
-                        d.ctime = t;
-                        // A replaced directory's ".." no longer counts; a
-                        // moved-in directory's does.
-                        if tvp.vtype() == VType::Dir && !moved {
-                            d.links = d.links.saturating_sub(1);
-                        }
-                        tdir.write(&d)?;
-                    }
-                    let mut i = lk(&tn.inner);
-                    i.links = if tvp.vtype() == VType::Dir {
-                        0
-                    } else {
-                        i.links.saturating_sub(1)
+                    let tdirp = tvp.vtype() == VType::Dir;
+                    // The replaced file loses its link before its entry is
+                    // rewritten (crash: an entry naming an unlinked inode,
+                    // which e2fsck -p clears; never an unattached inode).
+                    let saved = {
+                        let mut i = lk(&tn.inner);
+                        let saved = i.links;
+                        i.links = if tdirp { 0 } else { i.links.saturating_sub(1) };
+                        i.ctime = now();
+                        tn.write(&i)?;
+                        saved
                     };
-                    i.ctime = now();
-                    tn.write(&i)
+                    let mut d = lk(&tdir.inner);
+                    let r = tdir
+                        .dir_prepare(&mut d)
+                        .and_then(|_| dir::set_entry(fs, tdir.ino, &d, tname, src.ino, ft));
+                    if let Err(e) = r {
+                        drop(d);
+                        let mut i = lk(&tn.inner);
+                        i.links = saved;
+                        let _ = tn.write(&i);
+                        return Err(e);
+                    }
+                    let t = now();
+                    d.mtime = t;
+                    d.ctime = t;
+                    // A replaced directory's ".." no longer counts; a
+                    // moved-in directory's does.
+                    if tdirp && !moved {
+                        d.links = d.links.saturating_sub(1);
+                    }
+                    tdir.write(&d)
                 })(),
                 None => (|| {
                     let mut d = lk(&tdir.inner);
@@ -895,7 +948,7 @@ impl VnodeOps for Ext2Node {
             }
             i.mode = m as u16;
         }
-        self.write(&i)?;
+        fs.write_inode_delayed(self.ino, &i)?;
         if ioflag & (ioflag::IO_SYNC | ioflag::IO_DSYNC) != 0 {
             fs.sync()?;
         }
