@@ -68,7 +68,11 @@ impl Fs {
             DirStore::Root16 => {
                 let ss = self.geo.sector_size as u64;
                 let blk = byte - byte % ss;
-                Ok((self.geo.root_offset + blk, ss as usize, (byte - blk) as usize))
+                Ok((
+                    self.geo.root_offset + blk,
+                    ss as usize,
+                    (byte - blk) as usize,
+                ))
             }
             DirStore::Clusters(cl) => {
                 let cs = self.geo.cluster_size as u64;
@@ -77,7 +81,11 @@ impl Fs {
                 if !self.geo.valid_cluster(c) {
                     return Err(self.corrupt(format_args!("directory cluster {c} out of range")));
                 }
-                Ok((self.geo.cluster_offset(c), cs as usize, (byte % cs) as usize))
+                Ok((
+                    self.geo.cluster_offset(c),
+                    cs as usize,
+                    (byte % cs) as usize,
+                ))
             }
         }
     }
@@ -93,15 +101,26 @@ impl Fs {
         } else if pos >= self.geo.root_offset {
             let ss = self.geo.sector_size as u64;
             let rel = pos - self.geo.root_offset;
-            Ok((self.geo.root_offset + rel - rel % ss, ss as usize, (rel % ss) as usize))
+            Ok((
+                self.geo.root_offset + rel - rel % ss,
+                ss as usize,
+                (rel % ss) as usize,
+            ))
         } else {
-            Err(self.corrupt(format_args!("directory entry position {pos} before the root directory")))
+            Err(self.corrupt(format_args!(
+                "directory entry position {pos} before the root directory"
+            )))
         }
     }
 
     /// Visit raw slots from `start` in order; `f` returns false to stop.
     /// The buffer of the slot is held during the call.
-    pub fn scan_slots(&self, d: &DirStore, start: u32, mut f: impl FnMut(RawSlot<'_>) -> bool) -> KResult<()> {
+    pub fn scan_slots(
+        &self,
+        d: &DirStore,
+        start: u32,
+        mut f: impl FnMut(RawSlot<'_>) -> bool,
+    ) -> KResult<()> {
         let n = self.dir_slots(d);
         let mut s = start;
         while s < n {
@@ -116,7 +135,11 @@ impl Fs {
             while p + 32 <= data.len() && s < n {
                 let mut raw = [0u8; 32];
                 raw.copy_from_slice(&data[p..p + 32]);
-                if !f(RawSlot { slot: s, pos: off + p as u64, raw: &raw }) {
+                if !f(RawSlot {
+                    slot: s,
+                    pos: off + p as u64,
+                    raw: &raw,
+                }) {
                     return Ok(());
                 }
                 p += 32;
@@ -129,7 +152,12 @@ impl Fs {
     /// Visit the entries (files and directories, not `.`/`..`, not the
     /// volume label) from slot `start`, with long names checked; stops at
     /// the end marker. `f` returns false to stop.
-    pub fn scan_entries(&self, d: &DirStore, start: u32, mut f: impl FnMut(&Found) -> bool) -> KResult<()> {
+    pub fn scan_entries(
+        &self,
+        d: &DirStore,
+        start: u32,
+        mut f: impl FnMut(&Found) -> bool,
+    ) -> KResult<()> {
         let mut lfn = LfnBuilder::default();
         let (use_case, lower) = match self.opts.shortname {
             ShortnameMode::Lower => (false, true),
@@ -162,7 +190,13 @@ impl Fs {
             if name.is_empty() || name == "." || name == ".." {
                 return true;
             }
-            f(&Found { name, entry: e, slot: rs.slot, first_slot, pos: rs.pos })
+            f(&Found {
+                name,
+                entry: e,
+                slot: rs.slot,
+                first_slot,
+                pos: rs.pos,
+            })
         })
     }
 
@@ -236,7 +270,12 @@ impl Fs {
     /// The short name and NT case bits for a new entry `name`, and whether
     /// a long name must be stored too. `ignore`: a short name that may be
     /// reused (the entry being renamed).
-    pub fn make_short_name(&self, d: &DirStore, name: &str, ignore: Option<&[u8; 11]>) -> KResult<([u8; 11], u8, bool)> {
+    pub fn make_short_name(
+        &self,
+        d: &DirStore,
+        name: &str,
+        ignore: Option<&[u8; 11]>,
+    ) -> KResult<([u8; 11], u8, bool)> {
         let b = basis(name);
         let mut used = self.short_names(d)?;
         if let Some(i) = ignore {
@@ -306,7 +345,11 @@ impl Fs {
     pub fn read_entry(&self, pos: u64) -> KResult<ShortEntry> {
         let (off, size, inb) = self.pos_block(pos)?;
         let b = self.bread(off, size)?;
-        let raw: [u8; 32] = b.data().get(inb..inb + 32).and_then(|s| s.try_into().ok()).ok_or(Errno::EIO)?;
+        let raw: [u8; 32] = b
+            .data()
+            .get(inb..inb + 32)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(Errno::EIO)?;
         Ok(ShortEntry::parse(&raw))
     }
 
@@ -319,7 +362,9 @@ impl Fs {
         let d = b.data_mut().get_mut(inb..inb + 32).ok_or(Errno::EIO)?;
         if d[0] == SLOT_DELETED || d[0] == SLOT_END {
             // The entry went away under us (should not happen): leave it.
-            return Err(self.corrupt(format_args!("entry at {pos} is free while its file is live")));
+            return Err(self.corrupt(format_args!(
+                "entry at {pos} is free while its file is live"
+            )));
         }
         let mut enc = e.encode(fat32);
         enc[0..11].copy_from_slice(&d[0..11]);

@@ -122,12 +122,20 @@ impl ShortEntry {
         let le = lower || use_case && self.ntres & NT_LOWER_EXT != 0;
         let mut s = String::with_capacity(12);
         for &c in &n[..base_end] {
-            s.push(if lb { cp437_char(c).to_ascii_lowercase() } else { cp437_char(c) });
+            s.push(if lb {
+                cp437_char(c).to_ascii_lowercase()
+            } else {
+                cp437_char(c)
+            });
         }
         if ext_end > 0 {
             s.push('.');
             for &c in &n[8..8 + ext_end] {
-                s.push(if le { cp437_char(c).to_ascii_lowercase() } else { cp437_char(c) });
+                s.push(if le {
+                    cp437_char(c).to_ascii_lowercase()
+                } else {
+                    cp437_char(c)
+                });
             }
         }
         s
@@ -138,7 +146,7 @@ impl ShortEntry {
 pub fn lfn_checksum(name: &[u8; 11]) -> u8 {
     let mut sum: u8 = 0;
     for &c in name {
-        sum = (sum >> 1 | sum << 7).wrapping_add(c);
+        sum = sum.rotate_right(1).wrapping_add(c);
     }
     sum
 }
@@ -288,7 +296,10 @@ pub fn normalize(name: &[u8]) -> Option<String> {
         return Some(s.to_string());
     }
     let t = s.trim_end_matches('.');
-    if t.is_empty() || t.chars().any(|c| (c as u32) < 0x20 || LFN_INVALID.contains(&c)) {
+    if t.is_empty()
+        || t.chars()
+            .any(|c| (c as u32) < 0x20 || LFN_INVALID.contains(&c))
+    {
         return None;
     }
     if t.encode_utf16().count() > LFN_MAX {
@@ -415,13 +426,23 @@ pub fn basis(name: &str) -> Basis {
             exact_upper = false;
         }
     }
-    Basis { base, ext, lossy, exact_upper, nt_case }
+    Basis {
+        base,
+        ext,
+        lossy,
+        exact_upper,
+        nt_case,
+    }
 }
 
 /// The 11-byte short name for `base`/`ext` with tail `~n` (0 = no tail).
 pub fn short_name(base: &[u8], ext: &[u8], n: u32) -> [u8; 11] {
     let mut out = [b' '; 11];
-    let mut b: Vec<u8> = if base.is_empty() { b"_".to_vec() } else { base.to_vec() };
+    let mut b: Vec<u8> = if base.is_empty() {
+        b"_".to_vec()
+    } else {
+        base.to_vec()
+    };
     if n > 0 {
         let tail = format!("~{n}");
         let keep = 8usize.saturating_sub(tail.len()).min(b.len());
@@ -503,7 +524,8 @@ pub fn unix_to_dos(t: Timespec, tz_off: i64) -> (u16, u16, u8) {
     let rem = local.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
     let date = (((y - 1980) as u16) << 9) | ((m as u16) << 5) | d as u16;
-    let time = (((rem / 3600) as u16) << 11) | ((((rem / 60) % 60) as u16) << 5) | ((rem % 60) / 2) as u16;
+    let time =
+        (((rem / 3600) as u16) << 11) | ((((rem / 60) % 60) as u16) << 5) | ((rem % 60) / 2) as u16;
     let tenth = ((rem % 2) * 100 + (nsec / 10_000_000) as i64) as u8;
     (date, time, tenth)
 }
@@ -512,12 +534,13 @@ pub fn unix_to_dos(t: Timespec, tz_off: i64) -> (u16, u16, u8) {
 // Code page 437
 
 const CP437_HIGH: [char; 128] = [
-    'Ç', 'ü', 'é', 'â', 'ä', 'à', 'å', 'ç', 'ê', 'ë', 'è', 'ï', 'î', 'ì', 'Ä', 'Å', 'É', 'æ', 'Æ', 'ô', 'ö', 'ò',
-    'û', 'ù', 'ÿ', 'Ö', 'Ü', '¢', '£', '¥', '₧', 'ƒ', 'á', 'í', 'ó', 'ú', 'ñ', 'Ñ', 'ª', 'º', '¿', '⌐', '¬', '½',
-    '¼', '¡', '«', '»', '░', '▒', '▓', '│', '┤', '╡', '╢', '╖', '╕', '╣', '║', '╗', '╝', '╜', '╛', '┐', '└', '┴',
-    '┬', '├', '─', '┼', '╞', '╟', '╚', '╔', '╩', '╦', '╠', '═', '╬', '╧', '╨', '╤', '╥', '╙', '╘', '╒', '╓', '╫',
-    '╪', '┘', '┌', '█', '▄', '▌', '▐', '▀', 'α', 'ß', 'Γ', 'π', 'Σ', 'σ', 'µ', 'τ', 'Φ', 'Θ', 'Ω', 'δ', '∞', 'φ',
-    'ε', '∩', '≡', '±', '≥', '≤', '⌠', '⌡', '÷', '≈', '°', '∙', '·', '√', 'ⁿ', '²', '■', '\u{a0}',
+    'Ç', 'ü', 'é', 'â', 'ä', 'à', 'å', 'ç', 'ê', 'ë', 'è', 'ï', 'î', 'ì', 'Ä', 'Å', 'É', 'æ', 'Æ',
+    'ô', 'ö', 'ò', 'û', 'ù', 'ÿ', 'Ö', 'Ü', '¢', '£', '¥', '₧', 'ƒ', 'á', 'í', 'ó', 'ú', 'ñ', 'Ñ',
+    'ª', 'º', '¿', '⌐', '¬', '½', '¼', '¡', '«', '»', '░', '▒', '▓', '│', '┤', '╡', '╢', '╖', '╕',
+    '╣', '║', '╗', '╝', '╜', '╛', '┐', '└', '┴', '┬', '├', '─', '┼', '╞', '╟', '╚', '╔', '╩', '╦',
+    '╠', '═', '╬', '╧', '╨', '╤', '╥', '╙', '╘', '╒', '╓', '╫', '╪', '┘', '┌', '█', '▄', '▌', '▐',
+    '▀', 'α', 'ß', 'Γ', 'π', 'Σ', 'σ', 'µ', 'τ', 'Φ', 'Θ', 'Ω', 'δ', '∞', 'φ', 'ε', '∩', '≡', '±',
+    '≥', '≤', '⌠', '⌡', '÷', '≈', '°', '∙', '·', '√', 'ⁿ', '²', '■', '\u{a0}',
 ];
 
 /// A short-name byte as a character (ASCII, or code page 437 above 0x7F;
@@ -566,7 +589,9 @@ mod tests {
         // From the specification's algorithm: "FOO     BAR".
         let mut sum: u8 = 0;
         for &c in b"FOO     BAR" {
-            sum = (if sum & 1 != 0 { 0x80u8 } else { 0 }).wrapping_add(sum >> 1).wrapping_add(c);
+            sum = (if sum & 1 != 0 { 0x80u8 } else { 0 })
+                .wrapping_add(sum >> 1)
+                .wrapping_add(c);
         }
         assert_eq!(lfn_checksum(b"FOO     BAR"), sum);
     }

@@ -29,13 +29,17 @@ pub fn le8(b: &[u8], off: usize) -> KResult<u8> {
 
 /// Little-endian `u16` at `off`; EIO when out of bounds.
 pub fn le16(b: &[u8], off: usize) -> KResult<u16> {
-    let s = b.get(off..off.checked_add(2).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get(off..off.checked_add(2).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     Ok(u16::from_le_bytes([s[0], s[1]]))
 }
 
 /// Little-endian `u32` at `off`; EIO when out of bounds.
 pub fn le32(b: &[u8], off: usize) -> KResult<u32> {
-    let s = b.get(off..off.checked_add(4).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get(off..off.checked_add(4).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
@@ -48,14 +52,18 @@ pub fn le64(b: &[u8], off: usize) -> KResult<u64> {
 
 /// Store `v` as little-endian `u16` at `off`; EIO when out of bounds.
 pub fn put16(b: &mut [u8], off: usize, v: u16) -> KResult<()> {
-    let s = b.get_mut(off..off.checked_add(2).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get_mut(off..off.checked_add(2).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     s.copy_from_slice(&v.to_le_bytes());
     Ok(())
 }
 
 /// Store `v` as little-endian `u32` at `off`; EIO when out of bounds.
 pub fn put32(b: &mut [u8], off: usize, v: u32) -> KResult<()> {
-    let s = b.get_mut(off..off.checked_add(4).ok_or(Errno::EIO)?).ok_or(Errno::EIO)?;
+    let s = b
+        .get_mut(off..off.checked_add(4).ok_or(Errno::EIO)?)
+        .ok_or(Errno::EIO)?;
     s.copy_from_slice(&v.to_le_bytes());
     Ok(())
 }
@@ -79,7 +87,10 @@ impl fmt::Display for Refusal {
 }
 
 fn refuse<T>(field: &'static str, why: impl Into<String>) -> Result<T, Refusal> {
-    Err(Refusal { field, why: why.into() })
+    Err(Refusal {
+        field,
+        why: why.into(),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -202,7 +213,11 @@ impl Bpb {
         let g32 = |o| le32(b, o).unwrap_or(0);
         let fat_size16 = g16(22);
         let fat32_layout = fat_size16 == 0;
-        let (sig_off, id_off, lab_off) = if fat32_layout { (66, 67, 71) } else { (38, 39, 43) };
+        let (sig_off, id_off, lab_off) = if fat32_layout {
+            (66, 67, 71)
+        } else {
+            (38, 39, 43)
+        };
         let mut volume_label = [0u8; 11];
         volume_label.copy_from_slice(&b[lab_off..lab_off + 11]);
         Ok(Bpb {
@@ -309,7 +324,10 @@ impl Geometry {
     pub fn new(bpb: &Bpb, dev_bytes: u64) -> Result<Geometry, Refusal> {
         let bps = bpb.bytes_per_sector as u32;
         if !bps.is_power_of_two() || !(512..=4096).contains(&bps) {
-            return refuse("BPB_BytsPerSec", format!("{bps}: not a power of two in 512..4096"));
+            return refuse(
+                "BPB_BytsPerSec",
+                format!("{bps}: not a power of two in 512..4096"),
+            );
         }
         let spc = bpb.sectors_per_cluster as u32;
         if spc == 0 {
@@ -320,7 +338,10 @@ impl Geometry {
         }
         let cluster_size = bps * spc;
         if cluster_size > MAX_CLUSTER_SIZE {
-            return refuse("BPB_SecPerClus", format!("cluster size {cluster_size} bytes is above {MAX_CLUSTER_SIZE}"));
+            return refuse(
+                "BPB_SecPerClus",
+                format!("cluster size {cluster_size} bytes is above {MAX_CLUSTER_SIZE}"),
+            );
         }
         let rsvd = bpb.reserved_sectors as u32;
         if rsvd == 0 {
@@ -330,7 +351,11 @@ impl Geometry {
         if nfats == 0 {
             return refuse("BPB_NumFATs", "zero FATs");
         }
-        let total = if bpb.total_sectors16 != 0 { bpb.total_sectors16 as u32 } else { bpb.total_sectors32 };
+        let total = if bpb.total_sectors16 != 0 {
+            bpb.total_sectors16 as u32
+        } else {
+            bpb.total_sectors32
+        };
         if total == 0 {
             return refuse("BPB_TotSec32", "zero total sectors");
         }
@@ -342,7 +367,11 @@ impl Geometry {
             );
         }
         let fat32_layout = bpb.fat_size16 == 0;
-        let fat_sectors = if fat32_layout { bpb.fat_size32 } else { bpb.fat_size16 as u32 };
+        let fat_sectors = if fat32_layout {
+            bpb.fat_size32
+        } else {
+            bpb.fat_size16 as u32
+        };
         if fat_sectors == 0 {
             return refuse("BPB_FATSz32", "zero FAT size");
         }
@@ -360,7 +389,9 @@ impl Geometry {
         if meta_sectors >= total as u64 {
             return refuse(
                 "BPB_FATSz",
-                format!("reserved + FAT + root directory sectors ({meta_sectors}) leave no data area in {total} sectors"),
+                format!(
+                    "reserved + FAT + root directory sectors ({meta_sectors}) leave no data area in {total} sectors"
+                ),
             );
         }
         let data_sectors = total as u64 - meta_sectors;
@@ -379,10 +410,16 @@ impl Geometry {
         } else if count < FAT16_MAX_CLUSTERS {
             FatType::Fat16
         } else {
-            return refuse("BPB_FATSz16", format!("{count} clusters need FAT32, but the boot sector has the FAT12/16 layout"));
+            return refuse(
+                "BPB_FATSz16",
+                format!("{count} clusters need FAT32, but the boot sector has the FAT12/16 layout"),
+            );
         };
         if fat_type == FatType::Fat32 && count > FAT32_MAX_CLUSTERS {
-            return refuse("BPB_TotSec32", format!("{count} clusters is more than FAT32 can address"));
+            return refuse(
+                "BPB_TotSec32",
+                format!("{count} clusters is more than FAT32 can address"),
+            );
         }
         let fat_bytes = fat_sectors as u64 * bps as u64;
         // The FAT must hold an entry for every cluster (plus the 2 reserved).
@@ -390,7 +427,10 @@ impl Geometry {
         if entries < count as u64 + 2 {
             return refuse(
                 "BPB_FATSz",
-                format!("FAT of {fat_bytes} bytes holds {entries} entries, fewer than {} clusters + 2", count),
+                format!(
+                    "FAT of {fat_bytes} bytes holds {entries} entries, fewer than {} clusters + 2",
+                    count
+                ),
             );
         }
         let mut active_fat = None;
@@ -398,7 +438,10 @@ impl Geometry {
         let mut fsinfo_sector = None;
         if fat_type == FatType::Fat32 {
             if bpb.fs_version != 0 {
-                return refuse("BPB_FSVer", format!("version {:#x}, only 0 is known", bpb.fs_version));
+                return refuse(
+                    "BPB_FSVer",
+                    format!("version {:#x}, only 0 is known", bpb.fs_version),
+                );
             }
             if bpb.ext_flags & 0x80 != 0 {
                 let a = (bpb.ext_flags & 0x0F) as u32;
@@ -409,12 +452,18 @@ impl Geometry {
             }
             root_cluster = bpb.root_cluster;
             if root_cluster < 2 || root_cluster > count + 1 {
-                return refuse("BPB_RootClus", format!("cluster {root_cluster} outside 2..={}", count + 1));
+                return refuse(
+                    "BPB_RootClus",
+                    format!("cluster {root_cluster} outside 2..={}", count + 1),
+                );
             }
             let fi = bpb.fsinfo_sector as u32;
             if fi != 0 && fi != 0xFFFF {
                 if fi >= rsvd {
-                    return refuse("BPB_FSInfo", format!("sector {fi} is outside the {rsvd} reserved sectors"));
+                    return refuse(
+                        "BPB_FSInfo",
+                        format!("sector {fi} is outside the {rsvd} reserved sectors"),
+                    );
                 }
                 fsinfo_sector = Some(fi);
             }
@@ -459,7 +508,9 @@ impl Geometry {
     pub fn fat_copies(&self) -> Vec<u64> {
         match self.active_fat {
             Some(a) => vec![self.fat_offset + a as u64 * self.fat_bytes],
-            None => (0..self.num_fats as u64).map(|i| self.fat_offset + i * self.fat_bytes).collect(),
+            None => (0..self.num_fats as u64)
+                .map(|i| self.fat_offset + i * self.fat_bytes)
+                .collect(),
         }
     }
 
@@ -491,7 +542,9 @@ impl FsInfo {
     /// Parse and validate against `geo`: all three signatures, free count at
     /// most the cluster count, next free a valid cluster.
     pub fn parse(b: &[u8], geo: &Geometry) -> FsInfo {
-        let ok = le32(b, 0) == Ok(FSI_LEAD_SIG) && le32(b, 484) == Ok(FSI_STRUC_SIG) && le32(b, 508) == Ok(FSI_TRAIL_SIG);
+        let ok = le32(b, 0) == Ok(FSI_LEAD_SIG)
+            && le32(b, 484) == Ok(FSI_STRUC_SIG)
+            && le32(b, 508) == Ok(FSI_TRAIL_SIG);
         if !ok {
             return FsInfo::default();
         }
@@ -505,7 +558,9 @@ impl FsInfo {
 
     /// Whether `b` carries valid FSInfo signatures (so updating it is safe).
     pub fn signatures_ok(b: &[u8]) -> bool {
-        le32(b, 0) == Ok(FSI_LEAD_SIG) && le32(b, 484) == Ok(FSI_STRUC_SIG) && le32(b, 508) == Ok(FSI_TRAIL_SIG)
+        le32(b, 0) == Ok(FSI_LEAD_SIG)
+            && le32(b, 484) == Ok(FSI_STRUC_SIG)
+            && le32(b, 508) == Ok(FSI_TRAIL_SIG)
     }
 }
 
@@ -550,16 +605,26 @@ pub fn mbr_partitions(sector0: &[u8], dev_bytes: u64) -> (Vec<Partition>, bool) 
             continue;
         }
         if MBR_EXTENDED.contains(&ptype) {
-            log::info!("msdosfs: MBR slot {} is an extended partition; logical partitions are not searched", i + 1);
+            log::info!(
+                "msdosfs: MBR slot {} is an extended partition; logical partitions are not searched",
+                i + 1
+            );
             continue;
         }
         let offset = lba * 512;
         let len = n * 512;
         if offset == 0 || offset.saturating_add(len) > dev_bytes {
-            log::info!("msdosfs: MBR slot {} lies outside the device; ignored", i + 1);
+            log::info!(
+                "msdosfs: MBR slot {} lies outside the device; ignored",
+                i + 1
+            );
             continue;
         }
-        out.push(Partition { index: i as u32 + 1, offset, len });
+        out.push(Partition {
+            index: i as u32 + 1,
+            offset,
+            len,
+        });
     }
     (out, gpt)
 }
@@ -568,7 +633,11 @@ pub fn mbr_partitions(sector0: &[u8], dev_bytes: u64) -> (Vec<Partition>, bool) 
 /// `read(off, len)` reads device bytes. Entries are returned in table
 /// order, unused ones skipped; the header CRC is not checked (the entries
 /// are validated against the device instead).
-pub fn gpt_partitions(read: &dyn Fn(u64, usize) -> KResult<Vec<u8>>, lbs: u64, dev_bytes: u64) -> Vec<Partition> {
+pub fn gpt_partitions(
+    read: &dyn Fn(u64, usize) -> KResult<Vec<u8>>,
+    lbs: u64,
+    dev_bytes: u64,
+) -> Vec<Partition> {
     let mut out = Vec::new();
     let Ok(h) = read(lbs, 92) else { return out };
     if h.get(0..8) != Some(b"EFI PART") {
@@ -580,9 +649,13 @@ pub fn gpt_partitions(read: &dyn Fn(u64, usize) -> KResult<Vec<u8>>, lbs: u64, d
     if !(128..=4096).contains(&esize) || entries_lba == 0 {
         return out;
     }
-    let Some(base) = entries_lba.checked_mul(lbs) else { return out };
+    let Some(base) = entries_lba.checked_mul(lbs) else {
+        return out;
+    };
     for i in 0..n as u64 {
-        let Some(off) = base.checked_add(i * esize) else { break };
+        let Some(off) = base.checked_add(i * esize) else {
+            break;
+        };
         if off.saturating_add(128) > dev_bytes {
             break;
         }
@@ -595,11 +668,17 @@ pub fn gpt_partitions(read: &dyn Fn(u64, usize) -> KResult<Vec<u8>>, lbs: u64, d
         if first == 0 || last < first {
             continue;
         }
-        let (Some(o), Some(end)) = (first.checked_mul(lbs), (last + 1).checked_mul(lbs)) else { continue };
+        let (Some(o), Some(end)) = (first.checked_mul(lbs), (last + 1).checked_mul(lbs)) else {
+            continue;
+        };
         if end > dev_bytes {
             continue;
         }
-        out.push(Partition { index: i as u32 + 1, offset: o, len: end - o });
+        out.push(Partition {
+            index: i as u32 + 1,
+            offset: o,
+            len: end - o,
+        });
     }
     out
 }
@@ -646,18 +725,43 @@ mod tests {
     fn refusals_name_the_field() {
         let mut b = fat16();
         b[13] = 0;
-        assert_eq!(Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20).unwrap_err().field, "BPB_SecPerClus");
+        assert_eq!(
+            Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20)
+                .unwrap_err()
+                .field,
+            "BPB_SecPerClus"
+        );
         let mut b = fat16();
         b[16] = 0;
-        assert_eq!(Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20).unwrap_err().field, "BPB_NumFATs");
+        assert_eq!(
+            Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20)
+                .unwrap_err()
+                .field,
+            "BPB_NumFATs"
+        );
         let b = fat16();
-        assert_eq!(Geometry::new(&Bpb::parse(&b).unwrap(), 1 << 20).unwrap_err().field, "BPB_TotSec32");
+        assert_eq!(
+            Geometry::new(&Bpb::parse(&b).unwrap(), 1 << 20)
+                .unwrap_err()
+                .field,
+            "BPB_TotSec32"
+        );
         let mut b = fat16();
         put16(&mut b, 11, 300).unwrap();
-        assert_eq!(Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20).unwrap_err().field, "BPB_BytsPerSec");
+        assert_eq!(
+            Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20)
+                .unwrap_err()
+                .field,
+            "BPB_BytsPerSec"
+        );
         let mut b = fat16();
         put16(&mut b, 22, 1).unwrap();
-        assert_eq!(Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20).unwrap_err().field, "BPB_FATSz");
+        assert_eq!(
+            Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20)
+                .unwrap_err()
+                .field,
+            "BPB_FATSz"
+        );
         let mut b = fat16();
         put16(&mut b, 22, 40000).unwrap();
         assert!(Geometry::new(&Bpb::parse(&b).unwrap(), 16 << 20).is_err());
@@ -690,7 +794,14 @@ mod tests {
         put32(&mut s, 462 + 12, 100).unwrap();
         let (p, gpt) = mbr_partitions(&s, 8 << 20);
         assert!(gpt);
-        assert_eq!(p, vec![Partition { index: 1, offset: 2048 * 512, len: 4096 * 512 }]);
+        assert_eq!(
+            p,
+            vec![Partition {
+                index: 1,
+                offset: 2048 * 512,
+                len: 4096 * 512
+            }]
+        );
         let (p, _) = mbr_partitions(&s, 1 << 20);
         assert!(p.is_empty());
     }

@@ -113,7 +113,13 @@ impl MsdosOptions {
         let mut dmask_set = false;
         for (k, v) in &args.options {
             let bad = |why: &str| {
-                log::error!("msdosfs: option {}{}{}: {}", k, if v.is_some() { "=" } else { "" }, v.as_deref().unwrap_or(""), why);
+                log::error!(
+                    "msdosfs: option {}{}{}: {}",
+                    k,
+                    if v.is_some() { "=" } else { "" },
+                    v.as_deref().unwrap_or(""),
+                    why
+                );
                 Errno::EINVAL
             };
             let need = || v.as_deref().ok_or_else(|| bad("needs a value"));
@@ -142,9 +148,14 @@ impl MsdosOptions {
                     o.dmask = !octal(need()?).ok_or_else(|| bad("not an octal mode"))? & 0o777;
                     dmask_set = true;
                 }
-                "tz" => o.tz_off = parse_tz(need()?).ok_or_else(|| bad("not UTC or an offset like +02:00"))?,
+                "tz" => {
+                    o.tz_off =
+                        parse_tz(need()?).ok_or_else(|| bad("not UTC or an offset like +02:00"))?
+                }
                 "time_offset" => {
-                    let m: i64 = need()?.parse().map_err(|_| bad("not a number of minutes"))?;
+                    let m: i64 = need()?
+                        .parse()
+                        .map_err(|_| bad("not a number of minutes"))?;
                     if m.abs() > 24 * 60 {
                         return Err(bad("more than a day"));
                     }
@@ -167,9 +178,11 @@ impl MsdosOptions {
                     o.partition = Some(n);
                 }
                 "quiet" if v.is_none() => o.quiet = true,
-                "utf8" if v.is_none() || v.as_deref() == Some("1") || v.as_deref() == Some("yes") => {}
+                "utf8"
+                    if v.is_none() || v.as_deref() == Some("1") || v.as_deref() == Some("yes") => {}
                 "iocharset" if v.as_deref() == Some("utf8") || v.as_deref() == Some("utf-8") => {}
-                "noatime" | "relatime" | "atime" | "nodev" | "nosuid" | "noexec" if v.is_none() => {}
+                "noatime" | "relatime" | "atime" | "nodev" | "nosuid" | "noexec" if v.is_none() => {
+                }
                 _ => return Err(bad("unknown msdos option")),
             }
         }
@@ -216,14 +229,25 @@ pub struct Fs {
 
 impl Fs {
     /// Assemble a mounted file system (the caller validated `geo`).
-    pub fn new(cache: Arc<BufCache>, base: u64, geo: Geometry, opts: MsdosOptions, label: Option<String>, fsinfo: FsInfo, fsinfo_ok: bool) -> Fs {
+    pub fn new(
+        cache: Arc<BufCache>,
+        base: u64,
+        geo: Geometry,
+        opts: MsdosOptions,
+        label: Option<String>,
+        fsinfo: FsInfo,
+        fsinfo_ok: bool,
+    ) -> Fs {
         let next_free = fsinfo.next_free.unwrap_or(2);
         Fs {
             cache,
             base,
             geo,
             opts,
-            fat: KMutex::new(FatState { free: fsinfo.free_count, next_free }),
+            fat: KMutex::new(FatState {
+                free: fsinfo.free_count,
+                next_free,
+            }),
             nodes: KMutex::new(NodeTable::default()),
             next_ino: AtomicU64::new(FRESH_INO_BASE),
             label,
@@ -276,7 +300,9 @@ impl Fs {
     fn check_range(&self, off: u64, size: usize) -> KResult<()> {
         match off.checked_add(size as u64) {
             Some(end) if end <= self.geo.fs_bytes => Ok(()),
-            _ => Err(self.corrupt(format_args!("I/O at {off}+{size} past the end of the file system"))),
+            _ => Err(self.corrupt(format_args!(
+                "I/O at {off}+{size} past the end of the file system"
+            ))),
         }
     }
 
@@ -369,7 +395,11 @@ impl Fs {
         if c > self.geo.max_cluster() {
             return Err(self.corrupt(format_args!("FAT entry {c} out of range")));
         }
-        let raw = self.fat_read_raw(self.geo.fat_read_copy(), self.entry_pos(c), self.entry_len())?;
+        let raw = self.fat_read_raw(
+            self.geo.fat_read_copy(),
+            self.entry_pos(c),
+            self.entry_len(),
+        )?;
         Ok(match self.geo.fat_type {
             FatType::Fat12 => {
                 let v = u16::from_le_bytes([raw[0], raw[1]]) as u32;
@@ -394,7 +424,11 @@ impl Fs {
         match self.geo.fat_type {
             FatType::Fat12 => {
                 let v = v & 0xFFF;
-                let (val, keep) = if c & 1 == 1 { ((v << 4) as u16, 0x000Fu16) } else { (v as u16, 0xF000u16) };
+                let (val, keep) = if c & 1 == 1 {
+                    ((v << 4) as u16, 0x000Fu16)
+                } else {
+                    (v as u16, 0xF000u16)
+                };
                 let vb = val.to_le_bytes();
                 let kb = keep.to_le_bytes();
                 self.fat_write_raw(pos, [vb[0], vb[1], 0, 0], [kb[0], kb[1], 0, 0], 2)
@@ -423,7 +457,9 @@ impl Fs {
             return Ok(None);
         }
         if !self.geo.valid_cluster(v) {
-            return Err(self.corrupt(format_args!("cluster {c} links to {v:#x} (free, bad or out of range)")));
+            return Err(self.corrupt(format_args!(
+                "cluster {c} links to {v:#x} (free, bad or out of range)"
+            )));
         }
         Ok(Some(v))
     }
@@ -503,7 +539,11 @@ impl Fs {
         }
         let mut st = self.fat.enter();
         let max = self.geo.max_cluster();
-        let start = if self.geo.valid_cluster(st.next_free) { st.next_free } else { 2 };
+        let start = if self.geo.valid_cluster(st.next_free) {
+            st.next_free
+        } else {
+            2
+        };
         let mut found: Vec<u32> = Vec::with_capacity(n as usize);
         let want = n as usize;
         self.fat_scan(start, max, |c, v| {
@@ -600,7 +640,9 @@ impl Fs {
         while let Some(nx) = self.next_cluster(cur)? {
             n += 1;
             if n > limit {
-                return Err(self.corrupt(format_args!("chain at {c} longer than {limit} clusters (a cycle?)")));
+                return Err(self.corrupt(format_args!(
+                    "chain at {c} longer than {limit} clusters (a cycle?)"
+                )));
             }
             cur = nx;
         }
@@ -619,7 +661,9 @@ impl Fs {
 
     /// Set or clear the clean bit in every FAT copy and write it now.
     pub fn set_clean(&self, clean: bool) -> KResult<()> {
-        let Some(bit) = self.geo.fat_type.clean_bit() else { return Ok(()) };
+        let Some(bit) = self.geo.fat_type.clean_bit() else {
+            return Ok(());
+        };
         let v = self.fat_get(1)?;
         let nv = if clean { v | bit } else { v & !bit };
         if nv != v {
@@ -631,7 +675,9 @@ impl Fs {
     /// Write the free count and next-free hint into FSInfo (FAT32 with a
     /// valid FSInfo sector only).
     pub fn update_fsinfo(&self) -> KResult<()> {
-        let Some(sec) = self.geo.fsinfo_sector.filter(|_| self.fsinfo_ok) else { return Ok(()) };
+        let Some(sec) = self.geo.fsinfo_sector.filter(|_| self.fsinfo_ok) else {
+            return Ok(());
+        };
         let (free, next) = {
             let st = self.fat.enter();
             (st.free, st.next_free)
@@ -712,8 +758,14 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = MsdosOptions::parse(&MountArgs::parse("uid=5,gid=6,umask=027,tz=UTC,shortname=winnt,partition=2")).unwrap();
-        assert_eq!((o.uid, o.gid, o.fmask, o.dmask, o.tz_off), (5, 6, 0o027, 0o027, 0));
+        let o = MsdosOptions::parse(&MountArgs::parse(
+            "uid=5,gid=6,umask=027,tz=UTC,shortname=winnt,partition=2",
+        ))
+        .unwrap();
+        assert_eq!(
+            (o.uid, o.gid, o.fmask, o.dmask, o.tz_off),
+            (5, 6, 0o027, 0o027, 0)
+        );
         assert_eq!(o.shortname, ShortnameMode::WinNt);
         assert_eq!(o.partition, Some(2));
         let o = MsdosOptions::parse(&MountArgs::parse("fmask=133,dmask=022,tz=+02:00")).unwrap();
@@ -722,8 +774,20 @@ mod tests {
         assert_eq!((o.fmask, o.dmask, o.uid, o.gid), (0o133, 0o022, 1000, 100));
         let o = MsdosOptions::parse(&MountArgs::parse("time_offset=-60")).unwrap();
         assert_eq!(o.tz_off, -3600);
-        for bad in ["bogus", "uid=x", "umask=999", "tz=Mars", "partition=0", "shortname=x", "uid"] {
-            assert_eq!(MsdosOptions::parse(&MountArgs::parse(bad)), Err(Errno::EINVAL), "{bad}");
+        for bad in [
+            "bogus",
+            "uid=x",
+            "umask=999",
+            "tz=Mars",
+            "partition=0",
+            "shortname=x",
+            "uid",
+        ] {
+            assert_eq!(
+                MsdosOptions::parse(&MountArgs::parse(bad)),
+                Err(Errno::EINVAL),
+                "{bad}"
+            );
         }
     }
 }

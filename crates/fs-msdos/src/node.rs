@@ -143,7 +143,13 @@ pub struct MsdosNode {
 
 impl MsdosNode {
     /// A node for the entry `e` at `pos` (None: the root).
-    pub fn new(fs: Arc<Fs>, ino: u64, pos: Option<u64>, e: ShortEntry, parent_ino: u64) -> MsdosNode {
+    pub fn new(
+        fs: Arc<Fs>,
+        ino: u64,
+        pos: Option<u64>,
+        e: ShortEntry,
+        parent_ino: u64,
+    ) -> MsdosNode {
         let is_root = pos.is_none();
         let is_dir = is_root || e.is_dir();
         MsdosNode {
@@ -151,7 +157,15 @@ impl MsdosNode {
             ino,
             is_dir,
             is_root,
-            st: KMutex::new(NodeState { pos, unlinked: false, e, chain: Chain::default(), nsubdirs: None, parent_ino, root_times: None }),
+            st: KMutex::new(NodeState {
+                pos,
+                unlinked: false,
+                e,
+                chain: Chain::default(),
+                nsubdirs: None,
+                parent_ino,
+                root_times: None,
+            }),
         }
     }
 
@@ -171,7 +185,10 @@ impl MsdosNode {
                     return Ok(());
                 }
                 if !fs.geo.valid_cluster(s) {
-                    return Err(fs.corrupt(format_args!("inode {}: first cluster {s:#x} out of range", self.ino)));
+                    return Err(fs.corrupt(format_args!(
+                        "inode {}: first cluster {s:#x} out of range",
+                        self.ino
+                    )));
                 }
                 st.chain.push(s);
                 s
@@ -185,7 +202,10 @@ impl MsdosNode {
                 }
                 Some(n) => {
                     if st.chain.len() >= fs.geo.cluster_count {
-                        return Err(fs.corrupt(format_args!("inode {}: cluster chain longer than the volume (a cycle)", self.ino)));
+                        return Err(fs.corrupt(format_args!(
+                            "inode {}: cluster chain longer than the volume (a cycle)",
+                            self.ino
+                        )));
                     }
                     st.chain.push(n);
                     cur = n;
@@ -211,7 +231,8 @@ impl MsdosNode {
 
     /// The whole chain (directories), bounded by the directory slot limit.
     pub fn full_chain(&self, st: &mut NodeState) -> KResult<()> {
-        let max_clusters = (MAX_DIR_SLOTS as u64 * 32).div_ceil(self.fs.geo.cluster_size as u64) as u32;
+        let max_clusters =
+            (MAX_DIR_SLOTS as u64 * 32).div_ceil(self.fs.geo.cluster_size as u64) as u32;
         self.fill_chain(st, max_clusters)?;
         if st.chain.len() > max_clusters {
             return Err(self.fs.corrupt(format_args!(
@@ -228,7 +249,9 @@ impl MsdosNode {
             return Ok(DirStore::Root16);
         }
         if st.e.start == 0 {
-            return Err(self.fs.corrupt(format_args!("directory inode {} has no cluster", self.ino)));
+            return Err(self
+                .fs
+                .corrupt(format_args!("directory inode {} has no cluster", self.ino)));
         }
         self.full_chain(st)?;
         Ok(DirStore::Clusters(Arc::new(st.chain.to_vec())))
@@ -284,7 +307,9 @@ impl MsdosNode {
             let idx = (off / cs) as u32;
             let within = (off % cs) as usize;
             let c = self.cluster_at(&mut st, idx)?;
-            let n = ((cs as usize - within) as u64).min(size - off).min(uio.resid() as u64) as usize;
+            let n = ((cs as usize - within) as u64)
+                .min(size - off)
+                .min(uio.resid() as u64) as usize;
             // Read ahead along the contiguous run, up to what the file has.
             let left = ((size - off).div_ceil(cs)).min(u32::MAX as u64) as u32;
             let max_ahead = (rumpkern::buf::MAX_CLUSTER_BYTES as u64 / cs).max(1) as u32;
@@ -332,7 +357,14 @@ impl MsdosNode {
     /// slice it is given and returns how much it filled), extending the
     /// file. Returns the bytes written. Allocates what it can: on ENOSPC
     /// the write is cut to the clusters available.
-    fn write_range(&self, st: &mut NodeState, off: u64, len: u64, sync: bool, mut fill: impl FnMut(&mut [u8]) -> usize) -> KResult<u64> {
+    fn write_range(
+        &self,
+        st: &mut NodeState,
+        off: u64,
+        len: u64,
+        sync: bool,
+        mut fill: impl FnMut(&mut [u8]) -> usize,
+    ) -> KResult<u64> {
         let fs = &self.fs;
         let cs = fs.geo.cluster_size as u64;
         if len == 0 {
@@ -363,7 +395,11 @@ impl MsdosNode {
             let n = ((cs - within as u64).min(end - pos)) as usize;
             let c = self.cluster_at(st, idx)?;
             let whole = within == 0 && n == cs as usize;
-            let mut b = if whole || idx >= had { fs.getblk_cluster(c)? } else { fs.bread_cluster(c, 1)? };
+            let mut b = if whole || idx >= had {
+                fs.getblk_cluster(c)?
+            } else {
+                fs.bread_cluster(c, 1)?
+            };
             let dst = b.data_mut().get_mut(within..within + n).ok_or(Errno::EIO)?;
             let got = fill(dst);
             if sync {

@@ -12,7 +12,9 @@ use rumpkern::{Errno, KResult, Mount, MountArgs, StatVfs, VfsOps, VnodeRef, NAME
 
 use crate::dir::DirStore;
 use crate::dirent::{is_lfn, ATTR_VOLUME, SLOT_DELETED, SLOT_END};
-use crate::format::{gpt_partitions, label_string, mbr_partitions, Bpb, FsInfo, Geometry, Partition};
+use crate::format::{
+    gpt_partitions, label_string, mbr_partitions, Bpb, FsInfo, Geometry, Partition,
+};
 use crate::fs::{Fs, MsdosOptions};
 use crate::vnops::root_vnode;
 
@@ -30,7 +32,10 @@ fn read_dev(dev: &dyn BlockDevice, off: u64, len: usize) -> KResult<Vec<u8>> {
 /// Does the boot sector at `off` hold a FAT file system of at most `len`
 /// bytes that [`Geometry::new`] accepts?
 fn fat_at(dev: &dyn BlockDevice, off: u64, len: u64) -> bool {
-    match read_dev(dev, off, 512).ok().and_then(|b| Bpb::parse(&b).ok()) {
+    match read_dev(dev, off, 512)
+        .ok()
+        .and_then(|b| Bpb::parse(&b).ok())
+    {
         Some(bpb) => bpb.looks_like_fat() && Geometry::new(&bpb, len).is_ok(),
         None => false,
     }
@@ -39,7 +44,9 @@ fn fat_at(dev: &dyn BlockDevice, off: u64, len: u64) -> bool {
 /// The partitions of the device's MBR or GPT, if any.
 fn partitions(dev: &dyn BlockDevice) -> Vec<Partition> {
     let size = dev.size();
-    let Ok(s0) = read_dev(dev, 0, 512) else { return Vec::new() };
+    let Ok(s0) = read_dev(dev, 0, 512) else {
+        return Vec::new();
+    };
     let (mbr, gpt) = mbr_partitions(&s0, size);
     if !gpt {
         return mbr;
@@ -78,7 +85,10 @@ pub fn locate(dev: &dyn BlockDevice, want: Option<u32>) -> KResult<(u64, u64)> {
         return match parts.iter().find(|p| p.index == n) {
             Some(p) => Ok((p.offset, p.len)),
             None => {
-                log::error!("msdosfs: no partition {n} on the device ({} found)", parts.len());
+                log::error!(
+                    "msdosfs: no partition {n} on the device ({} found)",
+                    parts.len()
+                );
                 Err(Errno::EINVAL)
             }
         };
@@ -108,10 +118,8 @@ pub fn probe(dev: &dyn BlockDevice) -> bool {
 pub fn mount_dev(dev: Arc<dyn BlockDevice>, args: &MountArgs) -> KResult<(Arc<Mount>, Arc<Fs>)> {
     let opts = MsdosOptions::parse(args)?;
     let (base, len) = locate(&*dev, opts.partition)?;
-    let bs = read_dev(&*dev, base, 512).map_err(|e| {
-        log::error!("msdosfs: cannot read the boot sector: {e}");
-        e
-    })?;
+    let bs = read_dev(&*dev, base, 512)
+        .inspect_err(|e| log::error!("msdosfs: cannot read the boot sector: {e}"))?;
     let bpb = Bpb::parse(&bs).map_err(|r| {
         log::error!("msdosfs: mount refused: {r}");
         Errno::EINVAL
@@ -137,12 +145,24 @@ pub fn mount_dev(dev: Arc<dyn BlockDevice>, args: &MountArgs) -> KResult<(Arc<Mo
             }
         }
     }
-    let fs = Arc::new(Fs::new(cache, base, geo, opts, bpb.label(), fsinfo, fsinfo_ok));
+    let fs = Arc::new(Fs::new(
+        cache,
+        base,
+        geo,
+        opts,
+        bpb.label(),
+        fsinfo,
+        fsinfo_ok,
+    ));
     if !rdonly && !fs.is_clean()? {
         if args.force {
-            log::warn!("msdosfs: file system was not cleanly unmounted; mounting read-write as forced");
+            log::warn!(
+                "msdosfs: file system was not cleanly unmounted; mounting read-write as forced"
+            );
         } else {
-            log::warn!("msdosfs: file system was not cleanly unmounted (run fsck.fat); mounting read-only (use -o force)");
+            log::warn!(
+                "msdosfs: file system was not cleanly unmounted (run fsck.fat); mounting read-only (use -o force)"
+            );
             rdonly = true;
         }
     }
@@ -159,7 +179,10 @@ pub fn mount_dev(dev: Arc<dyn BlockDevice>, args: &MountArgs) -> KResult<(Arc<Mo
             log::warn!("msdosfs: no syncer ({e}); delayed writes go out at sync and unmount only");
         }
     }
-    mp.set_ops(Box::new(MsdosVfs { fs: fs.clone(), label }));
+    mp.set_ops(Box::new(MsdosVfs {
+        fs: fs.clone(),
+        label,
+    }));
     Ok((mp, fs))
 }
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use rumpkern::types::ioflag;
 use rumpkern::{
-    Cred, DirEntry, DirFiller, Errno, KResult, Mount, PathConf, SetAttr, SetTime, Timespec, Uio, VType, Vattr, Vnode,
-    VnodeOps, VnodeRef,
+    Cred, DirEntry, DirFiller, Errno, KResult, Mount, PathConf, SetAttr, SetTime, Timespec, Uio,
+    VType, Vattr, Vnode, VnodeOps, VnodeRef,
 };
 
 use crate::dir::{DirStore, Found, FreeRun};
@@ -24,12 +24,27 @@ use crate::fs::{Fs, ROOT_INO};
 use crate::node::{MsdosNode, NodeState};
 
 /// The vnode of the entry at `pos` (loaded from `e` if not cached).
-pub(crate) fn get_vnode(fs: &Arc<Fs>, mp: &Arc<Mount>, pos: u64, e: &ShortEntry, parent_ino: u64) -> KResult<VnodeRef> {
+pub(crate) fn get_vnode(
+    fs: &Arc<Fs>,
+    mp: &Arc<Mount>,
+    pos: u64,
+    e: &ShortEntry,
+    parent_ino: u64,
+) -> KResult<VnodeRef> {
     let ino = fs.ino_for_pos(pos);
     mp.vcache_get(ino, || {
         let vt = if e.is_dir() { VType::Dir } else { VType::Reg };
         fs.node_loaded(ino, Some(pos));
-        Ok((vt, Box::new(MsdosNode::new(fs.clone(), ino, Some(pos), e.clone(), parent_ino)) as Box<dyn VnodeOps>))
+        Ok((
+            vt,
+            Box::new(MsdosNode::new(
+                fs.clone(),
+                ino,
+                Some(pos),
+                e.clone(),
+                parent_ino,
+            )) as Box<dyn VnodeOps>,
+        ))
     })
 }
 
@@ -50,7 +65,10 @@ pub(crate) fn root_vnode(fs: &Arc<Fs>, mp: &Arc<Mount>) -> KResult<VnodeRef> {
             size: 0,
         };
         fs.node_loaded(ROOT_INO, None);
-        Ok((VType::Dir, Box::new(MsdosNode::new(fs.clone(), ROOT_INO, None, e, ROOT_INO)) as Box<dyn VnodeOps>))
+        Ok((
+            VType::Dir,
+            Box::new(MsdosNode::new(fs.clone(), ROOT_INO, None, e, ROOT_INO)) as Box<dyn VnodeOps>,
+        ))
     })
 }
 
@@ -93,7 +111,11 @@ impl MsdosNode {
         let fs = &self.fs;
         let d = self.store()?;
         let (short, ntcase, need_lfn) = fs.make_short_name(&d, name, ignore)?;
-        let mut slots = if need_lfn { lfn_slots(name, &short) } else { Vec::new() };
+        let mut slots = if need_lfn {
+            lfn_slots(name, &short)
+        } else {
+            Vec::new()
+        };
         let mut se = e.clone();
         se.name = short;
         se.ntres = ntcase;
@@ -172,7 +194,10 @@ impl MsdosNode {
             return root_vnode(fs, &mp);
         }
         if !fs.geo.valid_cluster(pc) {
-            return Err(fs.corrupt(format_args!("directory inode {}: `..` names cluster {pc:#x}", self.ino)));
+            return Err(fs.corrupt(format_args!(
+                "directory inode {}: `..` names cluster {pc:#x}",
+                self.ino
+            )));
         }
         let parent_store = DirStore::Clusters(Arc::new(self.chain_of(pc)?));
         let gc = self.dotdot_of(&parent_store)?;
@@ -186,7 +211,9 @@ impl MsdosNode {
         };
         match fs.dir_find_cluster(&gstore, pc)? {
             Some(f) => get_vnode(fs, &mp, f.pos, &f.entry, ROOT_INO),
-            None => Err(fs.corrupt(format_args!("directory at cluster {pc} not found in its parent"))),
+            None => Err(fs.corrupt(format_args!(
+                "directory at cluster {pc} not found in its parent"
+            ))),
         }
     }
 
@@ -215,7 +242,12 @@ impl MsdosNode {
             }
             false
         })?;
-        out.ok_or_else(|| self.fs.corrupt(format_args!("directory inode {} has no `..` entry", self.ino)))
+        out.ok_or_else(|| {
+            self.fs.corrupt(format_args!(
+                "directory inode {} has no `..` entry",
+                self.ino
+            ))
+        })
     }
 
     /// Mark the node of entry `f` (in this directory) unlinked; its clusters
@@ -312,7 +344,11 @@ impl VnodeOps for MsdosNode {
             Err(_) => (st.e.size as u64).div_ceil(cs),
         };
         let (size, nlink) = if self.is_dir {
-            let size = if self.is_root && !fs.fat32() { fs.geo.root_entries as u64 * 32 } else { clusters * cs };
+            let size = if self.is_root && !fs.fat32() {
+                fs.geo.root_entries as u64 * 32
+            } else {
+                clusters * cs
+            };
             (size, 2 + self.subdirs(&mut st).unwrap_or(0))
         } else {
             (st.e.size as u64, 1)
@@ -342,10 +378,8 @@ impl VnodeOps for MsdosNode {
         let fs = &self.fs;
         let o = &fs.opts;
         // What FAT cannot store: another owner, modes other than the masks allow.
-        if sa.uid.is_some_and(|u| u != o.uid) || sa.gid.is_some_and(|g| g != o.gid) {
-            if !o.quiet {
-                return Err(Errno::EPERM);
-            }
+        if (sa.uid.is_some_and(|u| u != o.uid) || sa.gid.is_some_and(|g| g != o.gid)) && !o.quiet {
+            return Err(Errno::EPERM);
         }
         if sa.flags.is_some_and(|f| f != 0) {
             return Err(Errno::EOPNOTSUPP);
@@ -359,7 +393,11 @@ impl VnodeOps for MsdosNode {
             let ok_rest = md & !0o777 == 0 && perm & rx == cur & rx;
             let w = perm & 0o222;
             let full_w = 0o222 & !mask;
-            let ok_w = if self.is_dir { w == full_w } else { w == 0 || w == full_w };
+            let ok_w = if self.is_dir {
+                w == full_w
+            } else {
+                w == 0 || w == full_w
+            };
             if !(ok_rest && ok_w) {
                 if !o.quiet {
                     return Err(Errno::EPERM);
@@ -444,7 +482,15 @@ impl VnodeOps for MsdosNode {
         get_vnode(&self.fs, &mp, pos, &e, self.ino)
     }
 
-    fn mknod(&self, _dvp: &Vnode, _n: &[u8], _t: VType, _m: u32, _r: u64, _c: &Cred) -> KResult<VnodeRef> {
+    fn mknod(
+        &self,
+        _dvp: &Vnode,
+        _n: &[u8],
+        _t: VType,
+        _m: u32,
+        _r: u64,
+        _c: &Cred,
+    ) -> KResult<VnodeRef> {
         Err(Errno::EPERM)
     }
 
@@ -522,7 +568,14 @@ impl VnodeOps for MsdosNode {
         Ok(())
     }
 
-    fn rename(&self, fdvp: &Vnode, fname: &[u8], tdvp: &Vnode, tname: &[u8], _cred: &Cred) -> KResult<()> {
+    fn rename(
+        &self,
+        fdvp: &Vnode,
+        fname: &[u8],
+        tdvp: &Vnode,
+        tname: &[u8],
+        _cred: &Cred,
+    ) -> KResult<()> {
         let fs = &self.fs;
         let tdir = node_of(tdvp)?;
         if !Arc::ptr_eq(&tdir.fs, fs) {
@@ -552,7 +605,10 @@ impl VnodeOps for MsdosNode {
         if src.entry.is_dir() && !same_dir {
             rumpkern::genfs::rename_check_ancestry(&svp, tdvp)?;
         }
-        let replacing = target.as_ref().filter(|t| !(same_dir && t.pos == src.pos)).cloned();
+        let replacing = target
+            .as_ref()
+            .filter(|t| !(same_dir && t.pos == src.pos))
+            .cloned();
         if let Some(t) = &replacing {
             if t.entry.is_dir() {
                 let tvp = tdir.vnode_for(tdvp, t)?;
@@ -571,7 +627,11 @@ impl VnodeOps for MsdosNode {
             }
         }
         let mut sst = snode.st.enter();
-        let ignore = if same_dir { Some(&src.entry.name) } else { None };
+        let ignore = if same_dir {
+            Some(&src.entry.name)
+        } else {
+            None
+        };
         let mut e = sst.e.clone();
         if !snode.is_dir {
             e.attr |= ATTR_ARCH;
@@ -592,7 +652,11 @@ impl VnodeOps for MsdosNode {
             let d = snode.dir_store(&mut st)?;
             drop(st);
             let pc = tdir.dotdot_cluster();
-            let pc = if fs.fat32() && pc == fs.geo.root_cluster { 0 } else { pc };
+            let pc = if fs.fat32() && pc == fs.geo.root_cluster {
+                0
+            } else {
+                pc
+            };
             let mut dd = None;
             fs.scan_slots(&d, 1, |rs| {
                 if &rs.raw[0..11] == b"..         " {
@@ -628,7 +692,12 @@ impl VnodeOps for MsdosNode {
         if self.is_dir {
             return Err(Errno::EISDIR);
         }
-        MsdosNode::write(self, uio, iof & ioflag::IO_APPEND != 0, iof & (ioflag::IO_SYNC | ioflag::IO_DSYNC) != 0)
+        MsdosNode::write(
+            self,
+            uio,
+            iof & ioflag::IO_APPEND != 0,
+            iof & (ioflag::IO_SYNC | ioflag::IO_DSYNC) != 0,
+        )
     }
 
     fn fsync(&self, _vp: &Vnode, _datasync: bool) -> KResult<()> {
@@ -640,14 +709,28 @@ impl VnodeOps for MsdosNode {
         let fs = &self.fs;
         let mut off = offset;
         if off == 0 {
-            if !filler(&DirEntry { ino: self.ino, name: b".", vtype: VType::Dir, next_offset: 1 }) {
+            if !filler(&DirEntry {
+                ino: self.ino,
+                name: b".",
+                vtype: VType::Dir,
+                next_offset: 1,
+            }) {
                 return Ok(());
             }
             off = 1;
         }
         if off == 1 {
-            let parent = if self.is_root { ROOT_INO } else { self.st.enter().parent_ino };
-            if !filler(&DirEntry { ino: parent, name: b"..", vtype: VType::Dir, next_offset: 2 }) {
+            let parent = if self.is_root {
+                ROOT_INO
+            } else {
+                self.st.enter().parent_ino
+            };
+            if !filler(&DirEntry {
+                ino: parent,
+                name: b"..",
+                vtype: VType::Dir,
+                next_offset: 2,
+            }) {
                 return Ok(());
             }
             off = 2;
@@ -655,9 +738,18 @@ impl VnodeOps for MsdosNode {
         let start = (off - 2).min(u32::MAX as u64) as u32;
         let d = self.store()?;
         fs.scan_entries(&d, start, |f| {
-            let vt = if f.entry.is_dir() { VType::Dir } else { VType::Reg };
+            let vt = if f.entry.is_dir() {
+                VType::Dir
+            } else {
+                VType::Reg
+            };
             let ino = fs.ino_for_pos(f.pos);
-            filler(&DirEntry { ino, name: f.name.as_bytes(), vtype: vt, next_offset: f.slot as u64 + 3 })
+            filler(&DirEntry {
+                ino,
+                name: f.name.as_bytes(),
+                vtype: vt,
+                next_offset: f.slot as u64 + 3,
+            })
         })
     }
 

@@ -50,13 +50,20 @@ fn root_entry(img: &[u8], g: &Geometry, name11: &[u8; 11]) -> usize {
     let (start, len) = if g.root_cluster == 0 {
         (g.root_offset as usize, g.root_entries as usize * 32)
     } else {
-        (g.cluster_offset(g.root_cluster) as usize, g.cluster_size as usize)
+        (
+            g.cluster_offset(g.root_cluster) as usize,
+            g.cluster_size as usize,
+        )
     };
-    (start..start + len).step_by(32).find(|&o| &img[o..o + 11] == name11).expect("entry")
+    (start..start + len)
+        .step_by(32)
+        .find(|&o| &img[o..o + 11] == name11)
+        .expect("entry")
 }
 
 fn start_of(img: &[u8], e: usize) -> u32 {
-    (u16::from_le_bytes([img[e + 26], img[e + 27]]) as u32) | ((u16::from_le_bytes([img[e + 20], img[e + 21]]) as u32) << 16)
+    (u16::from_le_bytes([img[e + 26], img[e + 27]]) as u32)
+        | ((u16::from_le_bytes([img[e + 20], img[e + 21]]) as u32) << 16)
 }
 
 fn fat_get(img: &[u8], g: &Geometry, cl: u32) -> u32 {
@@ -65,7 +72,11 @@ fn fat_get(img: &[u8], g: &Geometry, cl: u32) -> u32 {
         fs_msdos::format::FatType::Fat12 => {
             let p = f + (cl + cl / 2) as usize;
             let v = u16::from_le_bytes([img[p], img[p + 1]]) as u32;
-            if cl & 1 == 1 { v >> 4 } else { v & 0xFFF }
+            if cl & 1 == 1 {
+                v >> 4
+            } else {
+                v & 0xFFF
+            }
         }
         fs_msdos::format::FatType::Fat16 => {
             let p = f + cl as usize * 2;
@@ -86,7 +97,11 @@ fn fat_set(img: &mut [u8], g: &Geometry, cl: u32, v: u32) {
             fs_msdos::format::FatType::Fat12 => {
                 let p = f + (cl + cl / 2) as usize;
                 let old = u16::from_le_bytes([img[p], img[p + 1]]);
-                let n = if cl & 1 == 1 { (old & 0x000F) | ((v as u16) << 4) } else { (old & 0xF000) | (v as u16 & 0xFFF) };
+                let n = if cl & 1 == 1 {
+                    (old & 0x000F) | ((v as u16) << 4)
+                } else {
+                    (old & 0xF000) | (v as u16 & 0xFFF)
+                };
                 img[p..p + 2].copy_from_slice(&n.to_le_bytes());
             }
             fs_msdos::format::FatType::Fat16 => {
@@ -102,7 +117,9 @@ fn fat_set(img: &mut [u8], g: &Geometry, cl: u32, v: u32) {
 }
 
 fn refused(img: &[u8]) -> Errno {
-    fs_msdos::mount(mem(img), &MountArgs::parse("ro")).err().expect("mount must be refused")
+    fs_msdos::mount(mem(img), &MountArgs::parse("ro"))
+        .err()
+        .expect("mount must be refused")
 }
 
 #[test]
@@ -111,7 +128,12 @@ fn absurd_bpb_values_are_refused() {
     let mut z = img.clone();
     z[13] = 0;
     assert_eq!(refused(&z), Errno::EINVAL);
-    assert_eq!(Geometry::new(&Bpb::parse(&z[..512]).unwrap(), z.len() as u64).unwrap_err().field, "BPB_SecPerClus");
+    assert_eq!(
+        Geometry::new(&Bpb::parse(&z[..512]).unwrap(), z.len() as u64)
+            .unwrap_err()
+            .field,
+        "BPB_SecPerClus"
+    );
     let mut z = img.clone();
     z[16] = 0;
     assert_eq!(refused(&z), Errno::EINVAL);
@@ -142,7 +164,12 @@ fn absurd_bpb_values_are_refused() {
     let mut z = img32.clone();
     let g = geometry(&z);
     let fi = 512 * u16::from_le_bytes([z[48], z[49]]) as usize;
-    let real = fs_msdos::mount(mem(&img32), &MountArgs::parse("ro")).unwrap().0.statvfs().unwrap().bfree;
+    let real = fs_msdos::mount(mem(&img32), &MountArgs::parse("ro"))
+        .unwrap()
+        .0
+        .statvfs()
+        .unwrap()
+        .bfree;
     z[fi + 488..fi + 492].copy_from_slice(&(g.cluster_count + 100).to_le_bytes());
     let mp = fs_msdos::mount(mem(&z), &MountArgs::parse("ro")).unwrap().0;
     assert_eq!(mp.statvfs().unwrap().bfree, real);
@@ -151,7 +178,15 @@ fn absurd_bpb_values_are_refused() {
 #[test]
 fn broken_chains_give_eio() {
     for fat in [12, 16, 32] {
-        let (_t, img) = base(fat, match fat { 12 => 6, 16 => 16, _ => 40 }, if fat == 32 { 1 } else { 4 });
+        let (_t, img) = base(
+            fat,
+            match fat {
+                12 => 6,
+                16 => 16,
+                _ => 40,
+            },
+            if fat == 32 { 1 } else { 4 },
+        );
         let g = geometry(&img);
         let e = root_entry(&img, &g, b"FILE    BIN");
         let c1 = start_of(&img, e);
@@ -196,7 +231,11 @@ fn broken_chains_give_eio() {
                 }
             }
             assert_eq!(res, Err(Errno::EIO), "FAT{fat} {what}");
-            assert!(t0.elapsed().as_secs() < 10, "FAT{fat} {what}: took {:?}", t0.elapsed());
+            assert!(
+                t0.elapsed().as_secs() < 10,
+                "FAT{fat} {what}: took {:?}",
+                t0.elapsed()
+            );
         }
     }
 }
@@ -236,26 +275,45 @@ fn directory_cycle_and_bad_long_names() {
         let (root_start, root_len) = if g.root_cluster == 0 {
             (g.root_offset as usize, g.root_entries as usize * 32)
         } else {
-            (g.cluster_offset(g.root_cluster) as usize, g.cluster_size as usize)
+            (
+                g.cluster_offset(g.root_cluster) as usize,
+                g.cluster_size as usize,
+            )
         };
         let lfn_slot = (root_start..root_start + root_len)
             .step_by(32)
-            .find(|&o| img[o + 11] == 0x0F && img[o] & 0x40 != 0 && {
-                let u: Vec<u16> = [1usize, 3, 5, 7, 9].iter().map(|&k| u16::from_le_bytes([img[o + k], img[o + k + 1]])).collect();
-                String::from_utf16_lossy(&u) == "ame.t"
+            .find(|&o| {
+                img[o + 11] == 0x0F && img[o] & 0x40 != 0 && {
+                    let u: Vec<u16> = [1usize, 3, 5, 7, 9]
+                        .iter()
+                        .map(|&k| u16::from_le_bytes([img[o + k], img[o + k + 1]]))
+                        .collect();
+                    String::from_utf16_lossy(&u) == "ame.t"
+                }
             })
             .expect("LFN slot");
         let mut z = img.clone();
         z[lfn_slot + 13] ^= 0x55;
         let (mp, _) = fs_msdos::mount(mem(&z), &MountArgs::parse("ro")).unwrap();
         let names: Vec<String> = list(&mp.root().unwrap()).into_keys().collect();
-        assert!(names.iter().any(|n| n.starts_with("ALONGF") || n.starts_with("ALONGF~")), "{names:?}");
-        assert!(!names.iter().any(|n| n == "A Long File Name.txt"), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("ALONGF") || n.starts_with("ALONGF~")),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "A Long File Name.txt"),
+            "{names:?}"
+        );
         let mut z = img.clone();
         z[lfn_slot] = 0x41 + 5; // ordinal that does not match the sequence
         let (mp, _) = fs_msdos::mount(mem(&z), &MountArgs::parse("ro")).unwrap();
         let names: Vec<String> = list(&mp.root().unwrap()).into_keys().collect();
-        assert!(!names.iter().any(|n| n == "A Long File Name.txt"), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n == "A Long File Name.txt"),
+            "{names:?}"
+        );
     }
 }
 
@@ -320,7 +378,9 @@ fn seeded_corruption_sweep() {
             let rnd = pattern(64, seed * 31 + fat as u64);
             let nflips = 1 + (rnd[0] as usize % 16);
             for k in 0..nflips {
-                let pos = u32::from_le_bytes([rnd[1 + k * 3], rnd[2 + k * 3], rnd[3 + k * 3], rnd[60]]) as usize;
+                let pos =
+                    u32::from_le_bytes([rnd[1 + k * 3], rnd[2 + k * 3], rnd[3 + k * 3], rnd[60]])
+                        as usize;
                 // Bias towards the interesting places.
                 let at = match k % 4 {
                     0 => pos % 512,
@@ -360,5 +420,9 @@ fn seeded_corruption_sweep() {
         }
     }
     assert_eq!(total, 720);
-    assert!(t0.elapsed().as_secs() < 300, "sweep took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed().as_secs() < 300,
+        "sweep took {:?}",
+        t0.elapsed()
+    );
 }

@@ -11,7 +11,11 @@ use std::path::Path;
 use rumpkern::{Cred, Errno, FsType, MountArgs};
 
 fn put_mbr_entry(img: &Path, slot: usize, ptype: u8, lba: u32, sectors: u32) {
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(img).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
     let mut e = [0u8; 16];
     e[4] = ptype;
     e[8..12].copy_from_slice(&lba.to_le_bytes());
@@ -27,7 +31,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -39,8 +47,10 @@ fn write_gpt(img: &Path, parts: &[(u64, u64)]) {
     let size = std::fs::metadata(img).unwrap().len();
     let last_lba = size / 512 - 1;
     put_mbr_entry(img, 0, 0xEE, 1, (last_lba.min(u32::MAX as u64)) as u32);
-    let basic_data: [u8; 16] =
-        [0xA2, 0xA0, 0xD0, 0xEB, 0xE5, 0xB9, 0x33, 0x44, 0x87, 0xC0, 0x68, 0xB6, 0xB7, 0x26, 0x99, 0xC7];
+    let basic_data: [u8; 16] = [
+        0xA2, 0xA0, 0xD0, 0xEB, 0xE5, 0xB9, 0x33, 0x44, 0x87, 0xC0, 0x68, 0xB6, 0xB7, 0x26, 0x99,
+        0xC7,
+    ];
     let mut entries = vec![0u8; 128 * 128];
     for (i, &(first, last)) in parts.iter().enumerate() {
         let e = &mut entries[i * 128..(i + 1) * 128];
@@ -84,14 +94,21 @@ fn mkfs_at(img: &Path, fat: u32, lba: u64, sectors: u64) {
 
 /// Copy a file into partition at byte `off` with mtools' `@@offset`.
 fn mcopy_part(img: &Path, off: u64, src: &Path, dst: &str) {
-    run(mtools("mcopy").arg("-i").arg(format!("{}@@{off}", img.display())).arg(src).arg(dst));
+    run(mtools("mcopy")
+        .arg("-i")
+        .arg(format!("{}@@{off}", img.display()))
+        .arg(src)
+        .arg(dst));
 }
 
 #[test]
 fn mbr_first_fat_partition_and_choice() {
     let t = TempDir::new("mbr");
     let img = t.path().join("disk");
-    std::fs::File::create(&img).unwrap().set_len(48 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
     // Partition 1: not FAT (zeroes); partition 2: FAT16.
     put_mbr_entry(&img, 0, 0x83, 2048, 4096);
     put_mbr_entry(&img, 1, 0x0E, 8192, 65536);
@@ -106,25 +123,45 @@ fn mbr_first_fat_partition_and_choice() {
     let mp = mount(&img, "");
     assert_eq!(mp.prop("label").as_deref(), Some("PART"));
     let r = mp.root().unwrap();
-    assert_eq!(read_all(&r.lookup(b"hello.txt", &Cred::root()).unwrap()), b"in a partition\n");
+    assert_eq!(
+        read_all(&r.lookup(b"hello.txt", &Cred::root()).unwrap()),
+        b"in a partition\n"
+    );
     let f = r.create(b"written here.txt", 0o644, &Cred::root()).unwrap();
-    f.write(b"through the table\n", 0, 0, &Cred::root()).unwrap();
+    f.write(b"through the table\n", 0, 0, &Cred::root())
+        .unwrap();
     drop((r, f));
     mp.unmount(false).unwrap();
     // Nothing outside the partition changed.
     assert_eq!(&std::fs::read(&img).unwrap()[..8192 * 512], &mbr_before[..]);
     let out = t.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    run(mtools("mcopy").arg("-n").arg("-i").arg(format!("{}@@{}", img.display(), 8192 * 512)).arg("::written here.txt").arg(&out));
-    assert_eq!(std::fs::read(out.join("written here.txt")).unwrap(), b"through the table\n");
+    run(mtools("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!("{}@@{}", img.display(), 8192 * 512))
+        .arg("::written here.txt")
+        .arg(&out));
+    assert_eq!(
+        std::fs::read(out.join("written here.txt")).unwrap(),
+        b"through the table\n"
+    );
     // fsck.fat on the partition's bytes.
     let part = t.path().join("part");
-    std::fs::write(&part, &std::fs::read(&img).unwrap()[8192 * 512..(8192 + 65536) * 512]).unwrap();
+    std::fs::write(
+        &part,
+        &std::fs::read(&img).unwrap()[8192 * 512..(8192 + 65536) * 512],
+    )
+    .unwrap();
     assert_fsck_clean(&part);
 
     // partition=2 chooses it; partition=1 is not FAT; partition=3 does not exist.
     let mp = mount(&img, "ro,partition=2");
-    assert!(mp.root().unwrap().lookup(b"HELLO.TXT", &Cred::root()).is_ok());
+    assert!(mp
+        .root()
+        .unwrap()
+        .lookup(b"HELLO.TXT", &Cred::root())
+        .is_ok());
     mp.unmount(false).unwrap();
     for p in ["partition=1", "partition=3"] {
         let e = fs_msdos::mount(open_dev(&img), &MountArgs::parse(&format!("ro,{p}"))).err();
@@ -136,7 +173,10 @@ fn mbr_first_fat_partition_and_choice() {
 fn gpt_partition() {
     let t = TempDir::new("gpt");
     let img = t.path().join("disk");
-    std::fs::File::create(&img).unwrap().set_len(80 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(80 << 20)
+        .unwrap();
     let (first, n) = (2048u64, 131072u64);
     write_gpt(&img, &[(first, first + n - 1)]);
     mkfs_at(&img, 32, first, n);
@@ -147,12 +187,19 @@ fn gpt_partition() {
     let mp = mount(&img, "");
     assert_eq!(mp.prop("fattype").as_deref(), Some("FAT32"));
     let r = mp.root().unwrap();
-    assert_eq!(read_all(&r.lookup(b"f.bin", &Cred::root()).unwrap()), pattern(70_000, 4));
+    assert_eq!(
+        read_all(&r.lookup(b"f.bin", &Cred::root()).unwrap()),
+        pattern(70_000, 4)
+    );
     r.mkdir(b"new dir", 0o755, &Cred::root()).unwrap();
     drop(r);
     mp.unmount(false).unwrap();
     let part = t.path().join("part");
-    std::fs::write(&part, &std::fs::read(&img).unwrap()[(first * 512) as usize..((first + n) * 512) as usize]).unwrap();
+    std::fs::write(
+        &part,
+        &std::fs::read(&img).unwrap()[(first * 512) as usize..((first + n) * 512) as usize],
+    )
+    .unwrap();
     assert_fsck_clean(&part);
     let mp = mount(&img, "ro,partition=1");
     assert!(mp.root().unwrap().lookup(b"NEW DIR", &Cred::root()).is_ok());
@@ -163,8 +210,17 @@ fn gpt_partition() {
 fn not_fat_is_refused() {
     let t = TempDir::new("notfat");
     let img = t.path().join("zero");
-    std::fs::File::create(&img).unwrap().set_len(4 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
     assert!(!fs_msdos::MSDOSFS.probe(&*open_dev(&img)));
-    assert_eq!(fs_msdos::mount(open_dev(&img), &MountArgs::parse("ro")).err(), Some(Errno::EINVAL));
-    assert_eq!(fs_msdos::MSDOSFS.mount(None, &MountArgs::default()).err(), Some(Errno::EINVAL));
+    assert_eq!(
+        fs_msdos::mount(open_dev(&img), &MountArgs::parse("ro")).err(),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        fs_msdos::MSDOSFS.mount(None, &MountArgs::default()).err(),
+        Some(Errno::EINVAL)
+    );
 }

@@ -49,7 +49,9 @@ fn run_ops(img: &Path, seed: u64, ops: usize, max_size: u64) -> Vec<(String, Vec
                 let len = 1 + rng.below(lim);
                 let data = pattern(len as usize, rng.next());
                 let app = rng.below(8) == 0;
-                let n = vp.write(&data, off, if app { ioflag::IO_APPEND } else { 0 }, &c).unwrap();
+                let n = vp
+                    .write(&data, off, if app { ioflag::IO_APPEND } else { 0 }, &c)
+                    .unwrap();
                 assert_eq!(n, data.len());
                 let at = if app { m.len() } else { off as usize };
                 if m.len() < at + data.len() {
@@ -58,8 +60,20 @@ fn run_ops(img: &Path, seed: u64, ops: usize, max_size: u64) -> Vec<(String, Vec
                 m[at..at + data.len()].copy_from_slice(&data);
             }
             4..=5 => {
-                let size = if rng.below(3) == 0 { 0 } else { rng.below(max_size) };
-                vp.setattr(&SetAttr { size: Some(size), ..Default::default() }, &c, false).unwrap();
+                let size = if rng.below(3) == 0 {
+                    0
+                } else {
+                    rng.below(max_size)
+                };
+                vp.setattr(
+                    &SetAttr {
+                        size: Some(size),
+                        ..Default::default()
+                    },
+                    &c,
+                    false,
+                )
+                .unwrap();
                 m.resize(size as usize, 0);
             }
             6..=8 => {
@@ -68,9 +82,22 @@ fn run_ops(img: &Path, seed: u64, ops: usize, max_size: u64) -> Vec<(String, Vec
                 let mut buf = vec![0u8; len];
                 let n = vp.read(&mut buf, off).unwrap();
                 let end = (off as usize + len).min(m.len());
-                let want = if (off as usize) < m.len() { &m[off as usize..end] } else { &[][..] };
-                assert_eq!(n, want.len(), "op {op}: read length of {} at {off}", names[i]);
-                assert!(&buf[..n] == want, "op {op}: data of {} at {off}+{len}", names[i]);
+                let want = if (off as usize) < m.len() {
+                    &m[off as usize..end]
+                } else {
+                    &[][..]
+                };
+                assert_eq!(
+                    n,
+                    want.len(),
+                    "op {op}: read length of {} at {off}",
+                    names[i]
+                );
+                assert!(
+                    &buf[..n] == want,
+                    "op {op}: data of {} at {off}+{len}",
+                    names[i]
+                );
             }
             _ => {
                 drop((vp, r));
@@ -83,7 +110,12 @@ fn run_ops(img: &Path, seed: u64, ops: usize, max_size: u64) -> Vec<(String, Vec
                 continue;
             }
         }
-        assert_eq!(vp.getattr().unwrap().size, m.len() as u64, "op {op}: size of {}", names[i]);
+        assert_eq!(
+            vp.getattr().unwrap().size,
+            m.len() as u64,
+            "op {op}: size of {}",
+            names[i]
+        );
     }
     mp.unmount(false).unwrap();
     names.iter().map(|s| s.to_string()).zip(model).collect()

@@ -15,7 +15,14 @@ fn check(fat: u32, sector: u32, spc: u32, mb: u64, big: usize) {
     mkfs(&img, fat, sector, spc, mb, &["-n", "MY LABEL"]);
     mcopy_in(&img, &tree);
     let mp = mount(&img, "ro");
-    assert_eq!(mp.prop("fattype").as_deref(), Some(match fat { 12 => "FAT12", 16 => "FAT16", _ => "FAT32" }));
+    assert_eq!(
+        mp.prop("fattype").as_deref(),
+        Some(match fat {
+            12 => "FAT12",
+            16 => "FAT16",
+            _ => "FAT32",
+        })
+    );
     let r = mp.root().unwrap();
     let n = compare_tree(&r, &tree);
     assert!(n > 150, "compared {n} files");
@@ -97,21 +104,46 @@ fn attributes_and_options() {
     std::fs::write(&f, b"hello").unwrap();
     run(mtools("mcopy").arg("-i").arg(&img).arg(&f).arg("::f.txt"));
     run(mtools("mcopy").arg("-i").arg(&img).arg(&f).arg("::ro.txt"));
-    run(mtools("mattrib").arg("-i").arg(&img).arg("+r").arg("::ro.txt"));
+    run(mtools("mattrib")
+        .arg("-i")
+        .arg(&img)
+        .arg("+r")
+        .arg("::ro.txt"));
     run(mtools("mmd").arg("-i").arg(&img).arg("::d"));
 
     let mp = mount(&img, "ro,uid=1000,gid=100,fmask=133,dmask=022,tz=UTC");
     let r = mp.root().unwrap();
     let va = r.getattr().unwrap();
-    assert_eq!((va.vtype, va.mode, va.uid, va.gid), (VType::Dir, 0o755, 1000, 100));
+    assert_eq!(
+        (va.vtype, va.mode, va.uid, va.gid),
+        (VType::Dir, 0o755, 1000, 100)
+    );
     assert_eq!(va.nlink, 3);
-    let fv = r.lookup(b"F.TXT", &Cred::root()).unwrap().getattr().unwrap();
+    let fv = r
+        .lookup(b"F.TXT", &Cred::root())
+        .unwrap()
+        .getattr()
+        .unwrap();
     assert_eq!((fv.mode, fv.size, fv.nlink), (0o644, 5, 1));
-    let rv = r.lookup(b"ro.txt", &Cred::root()).unwrap().getattr().unwrap();
+    let rv = r
+        .lookup(b"ro.txt", &Cred::root())
+        .unwrap()
+        .getattr()
+        .unwrap();
     assert_eq!(rv.mode, 0o444);
     // The modification time is the one mcopy stored (the host file's), to 2 s.
-    let host = std::fs::metadata(&f).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!((fv.mtime.sec - host).abs() <= 2, "mtime {} vs host {host}", fv.mtime.sec);
+    let host = std::fs::metadata(&f)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (fv.mtime.sec - host).abs() <= 2,
+        "mtime {} vs host {host}",
+        fv.mtime.sec
+    );
     // Permissions are enforced by the wrappers with these attributes.
     let other = Cred::new(2000, 2000, vec![]);
     let owner = Cred::new(1000, 100, vec![]);
@@ -125,7 +157,11 @@ fn attributes_and_options() {
     let mp = mount(&img, "ro,umask=077,tz=+02:00");
     let r = mp.root().unwrap();
     assert_eq!(r.getattr().unwrap().mode, 0o700);
-    let fv2 = r.lookup(b"f.txt", &Cred::root()).unwrap().getattr().unwrap();
+    let fv2 = r
+        .lookup(b"f.txt", &Cred::root())
+        .unwrap()
+        .getattr()
+        .unwrap();
     assert_eq!(fv2.mode, 0o700);
     assert_eq!(fv.mtime.sec - fv2.mtime.sec, 7200);
     drop(r);
@@ -150,7 +186,10 @@ fn lookup_rules() {
     let s = r.lookup(b"SOMELO~1.TEX", &c).unwrap();
     assert_eq!(s.ino(), a.ino());
     // Trailing dots are ignored, as on Windows and Linux.
-    assert_eq!(r.lookup(b"Some Long Name.Text.", &c).unwrap().ino(), a.ino());
+    assert_eq!(
+        r.lookup(b"Some Long Name.Text.", &c).unwrap().ino(),
+        a.ino()
+    );
     assert_eq!(r.lookup(b"nope", &c).unwrap_err(), Errno::ENOENT);
     assert_eq!(r.lookup(b"..", &c).unwrap().ino(), r.ino());
     let names: Vec<String> = list(&r).into_keys().collect();

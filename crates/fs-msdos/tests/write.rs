@@ -15,11 +15,17 @@ fn c() -> Cred {
 }
 
 fn write_file(d: &VnodeRef, name: &str, data: &[u8]) -> VnodeRef {
-    let vp = d.create(name.as_bytes(), 0o644, &c()).unwrap_or_else(|e| panic!("create {name}: {e}"));
+    let vp = d
+        .create(name.as_bytes(), 0o644, &c())
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
     let mut off = 0;
     // Uneven chunks cross cluster boundaries at odd places.
     for chunk in data.chunks(7919) {
-        assert_eq!(vp.write(chunk, off, 0, &c()).unwrap_or_else(|e| panic!("{name} at {off}: {e}")), chunk.len());
+        assert_eq!(
+            vp.write(chunk, off, 0, &c())
+                .unwrap_or_else(|e| panic!("{name} at {off}: {e}")),
+            chunk.len()
+        );
         off += chunk.len() as u64;
     }
     vp
@@ -43,7 +49,9 @@ fn workload(r: &VnodeRef, model: &Path) {
         std::fs::write(m(name), &data).unwrap();
     }
     // A 255-character name.
-    let long: String = std::iter::repeat('x').take(250).chain(".long".chars()).collect();
+    let long: String = std::iter::repeat_n('x', 250)
+        .chain(".long".chars())
+        .collect();
     assert_eq!(long.chars().count(), 255);
     write_file(r, &long, b"long");
     std::fs::write(m(&long), b"long").unwrap();
@@ -62,10 +70,26 @@ fn workload(r: &VnodeRef, model: &Path) {
     std::fs::write(m("hello.txt"), &h).unwrap();
 
     let big = r.lookup(b"BIG.BIN", &c()).unwrap();
-    big.setattr(&SetAttr { size: Some(1_000_003), ..Default::default() }, &c(), false).unwrap();
+    big.setattr(
+        &SetAttr {
+            size: Some(1_000_003),
+            ..Default::default()
+        },
+        &c(),
+        false,
+    )
+    .unwrap();
     let mut bd = pattern(3 << 20, 2);
     bd.truncate(1_000_003);
-    big.setattr(&SetAttr { size: Some(1_200_000), ..Default::default() }, &c(), false).unwrap();
+    big.setattr(
+        &SetAttr {
+            size: Some(1_200_000),
+            ..Default::default()
+        },
+        &c(),
+        false,
+    )
+    .unwrap();
     bd.resize(1_200_000, 0);
     // A write past the end leaves a zero-filled gap.
     big.write(b"tail", 1_300_000, 0, &c()).unwrap();
@@ -74,7 +98,15 @@ fn workload(r: &VnodeRef, model: &Path) {
     std::fs::write(m("big.bin"), &bd).unwrap();
     assert_eq!(read_all(&big), bd);
     let md = r.lookup(b"mixed case long name.data", &c()).unwrap();
-    md.setattr(&SetAttr { size: Some(0), ..Default::default() }, &c(), false).unwrap();
+    md.setattr(
+        &SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+        &c(),
+        false,
+    )
+    .unwrap();
     md.write(b"rewritten", 0, 0, &c()).unwrap();
     std::fs::write(m("Mixed Case Long Name.Data"), b"rewritten").unwrap();
 
@@ -84,7 +116,11 @@ fn workload(r: &VnodeRef, model: &Path) {
     for lvl in 0..8 {
         let n = format!("Level {lvl}");
         d = d.mkdir(n.as_bytes(), 0o755, &c()).unwrap();
-        path = if path.is_empty() { n } else { format!("{path}/{n}") };
+        path = if path.is_empty() {
+            n
+        } else {
+            format!("{path}/{n}")
+        };
         std::fs::create_dir_all(m(&path)).unwrap();
     }
     write_file(&d, "deep.txt", b"deep");
@@ -121,7 +157,8 @@ fn workload(r: &VnodeRef, model: &Path) {
     // directories (its .. must follow), over an existing file, case only.
     r.rename(b"README", r, b"readme renamed.md", &c()).unwrap();
     std::fs::rename(m("README"), m("readme renamed.md")).unwrap();
-    r.rename(b".dotfile", &many, b"moved dotfile", &c()).unwrap();
+    r.rename(b".dotfile", &many, b"moved dotfile", &c())
+        .unwrap();
     std::fs::rename(m(".dotfile"), m("many/moved dotfile")).unwrap();
     let l0 = r.lookup(b"Level 0", &c()).unwrap();
     r.rename(b"Level 0", &many, b"Moved Level", &c()).unwrap();
@@ -135,16 +172,31 @@ fn workload(r: &VnodeRef, model: &Path) {
     r.rename(b"empty", r, b"EMPTY", &c()).unwrap();
     std::fs::rename(m("empty"), m("EMPTY")).unwrap();
     let names: Vec<String> = list(r).into_keys().collect();
-    assert!(names.contains(&"EMPTY".to_string()) && !names.contains(&"empty".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"EMPTY".to_string()) && !names.contains(&"empty".to_string()),
+        "{names:?}"
+    );
 
     // utimes: mtime to an even second survives (FAT has 2 s resolution).
     let t = Timespec::new(1_600_000_000, 0);
     let v = r.lookup(b"victim", &c()).unwrap();
-    v.setattr(&SetAttr { mtime: Some(SetTime::At(t)), atime: Some(SetTime::At(t)), ..Default::default() }, &c(), false)
-        .unwrap();
+    v.setattr(
+        &SetAttr {
+            mtime: Some(SetTime::At(t)),
+            atime: Some(SetTime::At(t)),
+            ..Default::default()
+        },
+        &c(),
+        false,
+    )
+    .unwrap();
     assert_eq!(v.getattr().unwrap().mtime, t);
-    let f = std::fs::File::options().write(true).open(m("victim")).unwrap();
-    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(m("victim"))
+        .unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000))
+        .unwrap();
 }
 
 fn check(fat: u32, sector: u32, spc: u32, mb: u64) {
@@ -166,8 +218,14 @@ fn check(fat: u32, sector: u32, spc: u32, mb: u64) {
     mcopy_out(&img, &out);
     assert_same_tree(&out, &model);
     // mtools keeps the modification time we set.
-    let mt = std::fs::metadata(out.join("victim")).unwrap().modified().unwrap();
-    assert_eq!(mt.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_600_000_000);
+    let mt = std::fs::metadata(out.join("victim"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        mt.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        1_600_000_000
+    );
     // And a fresh mount reads the same.
     let mp = mount(&img, "ro");
     compare_tree(&mp.root().unwrap(), &model);
@@ -254,27 +312,113 @@ fn unsupported_operations() {
     let f = write_file(&r, "f", b"x");
     assert_eq!(r.link(&f, b"hard", &c()), Err(Errno::EPERM));
     assert_eq!(r.symlink(b"sym", b"f", &c()).unwrap_err(), Errno::EPERM);
-    assert_eq!(r.mknod(b"fifo", VType::Fifo, 0o644, 0, &c()).unwrap_err(), Errno::EPERM);
-    assert_eq!(r.mknod(b"dev", VType::Chr, 0o644, 0x101, &c()).unwrap_err(), Errno::EPERM);
+    assert_eq!(
+        r.mknod(b"fifo", VType::Fifo, 0o644, 0, &c()).unwrap_err(),
+        Errno::EPERM
+    );
+    assert_eq!(
+        r.mknod(b"dev", VType::Chr, 0o644, 0x101, &c()).unwrap_err(),
+        Errno::EPERM
+    );
     // chown to another owner: EPERM, even for root; to the same owner: fine.
-    assert_eq!(f.setattr(&SetAttr { uid: Some(5), ..Default::default() }, &c(), false), Err(Errno::EPERM));
-    assert!(f.setattr(&SetAttr { uid: Some(1000), gid: Some(1000), ..Default::default() }, &c(), false).is_ok());
+    assert_eq!(
+        f.setattr(
+            &SetAttr {
+                uid: Some(5),
+                ..Default::default()
+            },
+            &c(),
+            false
+        ),
+        Err(Errno::EPERM)
+    );
+    assert!(f
+        .setattr(
+            &SetAttr {
+                uid: Some(1000),
+                gid: Some(1000),
+                ..Default::default()
+            },
+            &c(),
+            false
+        )
+        .is_ok());
     // chmod: write permission <-> read-only attribute; other changes EPERM.
-    f.setattr(&SetAttr { mode: Some(0o555), ..Default::default() }, &owner, false).unwrap();
+    f.setattr(
+        &SetAttr {
+            mode: Some(0o555),
+            ..Default::default()
+        },
+        &owner,
+        false,
+    )
+    .unwrap();
     assert_eq!(f.getattr().unwrap().mode, 0o555);
     assert_eq!(f.open(oflags::O_WRONLY, &owner), Err(Errno::EACCES));
-    f.setattr(&SetAttr { mode: Some(0o755), ..Default::default() }, &owner, false).unwrap();
+    f.setattr(
+        &SetAttr {
+            mode: Some(0o755),
+            ..Default::default()
+        },
+        &owner,
+        false,
+    )
+    .unwrap();
     assert_eq!(f.getattr().unwrap().mode, 0o755);
-    assert_eq!(f.setattr(&SetAttr { mode: Some(0o700), ..Default::default() }, &owner, false), Err(Errno::EPERM));
-    assert_eq!(f.setattr(&SetAttr { mode: Some(0o4755), ..Default::default() }, &owner, false), Err(Errno::EPERM));
+    assert_eq!(
+        f.setattr(
+            &SetAttr {
+                mode: Some(0o700),
+                ..Default::default()
+            },
+            &owner,
+            false
+        ),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        f.setattr(
+            &SetAttr {
+                mode: Some(0o4755),
+                ..Default::default()
+            },
+            &owner,
+            false
+        ),
+        Err(Errno::EPERM)
+    );
     // Names FAT cannot hold.
-    for bad in ["a:b", "x*", "q?", "<", "pipe|", "back\\slash", "quo\"te", "...", "ctl\u{1}"] {
-        assert_eq!(r.create(bad.as_bytes(), 0o644, &c()).unwrap_err(), Errno::EINVAL, "{bad:?}");
-        assert_eq!(r.mkdir(bad.as_bytes(), 0o755, &c()).unwrap_err(), Errno::EINVAL, "{bad:?}");
+    for bad in [
+        "a:b",
+        "x*",
+        "q?",
+        "<",
+        "pipe|",
+        "back\\slash",
+        "quo\"te",
+        "...",
+        "ctl\u{1}",
+    ] {
+        assert_eq!(
+            r.create(bad.as_bytes(), 0o644, &c()).unwrap_err(),
+            Errno::EINVAL,
+            "{bad:?}"
+        );
+        assert_eq!(
+            r.mkdir(bad.as_bytes(), 0o755, &c()).unwrap_err(),
+            Errno::EINVAL,
+            "{bad:?}"
+        );
     }
-    assert_eq!(r.create(&[0xff, 0xfe], 0o644, &c()).unwrap_err(), Errno::EINVAL);
+    assert_eq!(
+        r.create(&[0xff, 0xfe], 0o644, &c()).unwrap_err(),
+        Errno::EINVAL
+    );
     let n256 = "y".repeat(256);
-    assert_eq!(r.create(n256.as_bytes(), 0o644, &c()).unwrap_err(), Errno::ENAMETOOLONG);
+    assert_eq!(
+        r.create(n256.as_bytes(), 0o644, &c()).unwrap_err(),
+        Errno::ENAMETOOLONG
+    );
     // Case-insensitive: creating a case variant is EEXIST.
     assert_eq!(r.create(b"F", 0o644, &c()).unwrap_err(), Errno::EEXIST);
     drop((r, f));

@@ -42,7 +42,9 @@ impl Drop for TempDir {
 
 /// Run a command, panicking with its output when it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}\n{}",
@@ -56,7 +58,9 @@ pub fn run(cmd: &mut Command) -> String {
 /// mtools environment: UTF-8 names, no geometry checks.
 pub fn mtools(cmd: &str) -> Command {
     let mut c = Command::new(cmd);
-    c.env("LC_ALL", "C.UTF-8").env("LANG", "C.UTF-8").env("MTOOLS_SKIP_CHECK", "1");
+    c.env("LC_ALL", "C.UTF-8")
+        .env("LANG", "C.UTF-8")
+        .env("MTOOLS_SKIP_CHECK", "1");
     c
 }
 
@@ -67,7 +71,12 @@ pub fn mkfs(img: &Path, fat: u32, sector: u32, spc: u32, mb: u64, extra: &[&str]
     f.set_len(mb << 20).unwrap();
     drop(f);
     let mut c = Command::new("mkfs.fat");
-    c.arg("-F").arg(fat.to_string()).arg("-S").arg(sector.to_string()).arg("-s").arg(spc.to_string());
+    c.arg("-F")
+        .arg(fat.to_string())
+        .arg("-S")
+        .arg(sector.to_string())
+        .arg("-s")
+        .arg(spc.to_string());
     c.args(extra).arg(img);
     run(&mut c);
 }
@@ -105,7 +114,10 @@ pub fn build_tree(root: &Path, big: usize) {
     w("big.bin", &pattern(big, 7));
     w("odd size.dat", &pattern(12345, 3));
     for i in 0..150 {
-        w(&format!("many/entry number {i:03} with a long name.txt"), format!("{i}\n").as_bytes());
+        w(
+            &format!("many/entry number {i:03} with a long name.txt"),
+            format!("{i}\n").as_bytes(),
+        );
     }
     std::fs::create_dir_all(root.join("emptydir")).unwrap();
     std::fs::create_dir_all(root.join("Dir With Spaces/Sub")).unwrap();
@@ -127,11 +139,23 @@ pub fn mcopy_in(img: &Path, tree: &Path) {
 pub fn mcopy_out(img: &Path, out: &Path) {
     std::fs::create_dir_all(out).unwrap();
     let mut c = mtools("mcopy");
-    c.arg("-s").arg("-n").arg("-m").arg("-i").arg(img).arg("::*").arg(out);
+    c.arg("-s")
+        .arg("-n")
+        .arg("-m")
+        .arg("-i")
+        .arg(img)
+        .arg("::*")
+        .arg(out);
     // An empty image has nothing to copy; mcopy then fails: tolerate that.
     let o = c.output().unwrap();
     if !o.status.success() {
-        let listing = mtools("mdir").arg("-i").arg(img).arg("-b").arg("::").output().unwrap();
+        let listing = mtools("mdir")
+            .arg("-i")
+            .arg(img)
+            .arg("-b")
+            .arg("::")
+            .output()
+            .unwrap();
         assert!(
             String::from_utf8_lossy(&listing.stdout).trim().is_empty(),
             "mcopy out failed: {}",
@@ -142,25 +166,52 @@ pub fn mcopy_out(img: &Path, out: &Path) {
 
 /// `diff -r a b` is empty.
 pub fn assert_same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff").arg("-r").arg(a).arg(b).output().unwrap();
-    assert!(out.status.success(), "trees differ:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trees differ:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// fsck.fat -n exits 0 and reports nothing to fix.
 pub fn assert_fsck_clean(img: &Path) {
-    let out = Command::new("fsck.fat").arg("-n").arg(img).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "fsck.fat -n failed ({}):\n{text}", out.status);
+    let out = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(img)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "fsck.fat -n failed ({}):\n{text}",
+        out.status
+    );
 }
 
 pub fn open_dev(img: &Path) -> Arc<dyn BlockDevice> {
-    let opts = rumpuser::OpenOpts { read_only: false, blkio: rumpuser::BlkIo::Cached };
+    let opts = rumpuser::OpenOpts {
+        read_only: false,
+        blkio: rumpuser::BlkIo::Cached,
+    };
     rumpuser::open_device(img.to_str().unwrap(), &opts).unwrap()
 }
 
 pub fn mount(img: &Path, opts: &str) -> Arc<Mount> {
     init_log();
-    fs_msdos::mount(open_dev(img), &MountArgs::parse(opts)).unwrap().0
+    fs_msdos::mount(open_dev(img), &MountArgs::parse(opts))
+        .unwrap()
+        .0
 }
 
 pub fn init_log() {
@@ -183,7 +234,10 @@ pub fn list(dvp: &VnodeRef) -> BTreeMap<String, (VType, u64)> {
             last = e.next_offset;
             let n = String::from_utf8(e.name.to_vec()).unwrap();
             if n != "." && n != ".." {
-                assert!(out.insert(n.clone(), (e.vtype, e.ino)).is_none(), "duplicate entry {n}");
+                assert!(
+                    out.insert(n.clone(), (e.vtype, e.ino)).is_none(),
+                    "duplicate entry {n}"
+                );
             }
             got < 7 // small batches exercise the cookies
         })
@@ -241,7 +295,11 @@ pub fn compare_tree(dvp: &VnodeRef, host: &Path) -> usize {
         } else {
             assert_eq!(*vt, VType::Reg, "{name}");
             let data = read_all(&vp);
-            assert!(data == std::fs::read(hp).unwrap(), "contents of {}", hp.display());
+            assert!(
+                data == std::fs::read(hp).unwrap(),
+                "contents of {}",
+                hp.display()
+            );
             n += 1;
         }
     }
