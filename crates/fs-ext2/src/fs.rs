@@ -4,7 +4,7 @@
 //!
 //! # Locking
 //!
-//! [`Ext2Fs::meta`] guards the superblock, the group descriptors and every
+//! `Ext2Fs::meta` guards the superblock, the group descriptors and every
 //! read-modify-write of a block shared between files: bitmaps, inode table
 //! blocks, descriptor blocks. It is a leaf below the node mutexes
 //! (`Ext2Node::inner`): take a node's mutex first, then `meta`; never the

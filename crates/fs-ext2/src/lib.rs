@@ -13,12 +13,35 @@
 //!   directories are read linearly; a directory this driver changes loses
 //!   its index flag, as NetBSD does, and e2fsck agrees);
 //! * read-only only: `needs_recovery` (journal not replayed: recent
-//!   changes may be missing), `flex_bg` and read-only-compatible features
-//!   this driver does not maintain (`uninit_bg`, `metadata_csum`, `quota`,
-//!   `huge_file`, `dir_nlink`, ...); a read-write mount of such an image is
-//!   refused with EROFS and a message naming the feature;
-//! * refused: incompatible features it cannot read (`extent`, `64bit`,
-//!   `inline_data`, ...), with EINVAL and the feature named.
+//!   changes may be missing), ext4's `extent` (extent trees are read, with
+//!   every node checked), `64bit`, `flex_bg`, `metadata_csum_seed`,
+//!   `ea_inode`, and read-only-compatible features this driver does not
+//!   maintain (`uninit_bg`, `metadata_csum` — checksums are not verified —,
+//!   `quota`, `huge_file`, `dir_nlink`, ...). So ext3 and ext4 images as
+//!   mke2fs makes them mount read-only; a read-write mount of such an image
+//!   is refused with EROFS and a message naming the features;
+//! * refused: incompatible features it cannot read (`inline_data`,
+//!   `casefold`, `encrypt`, `large_dir`, `mmp`, `compression`, ...), with
+//!   EINVAL and the feature named.
+//!
+//! Options: `ro`, `force` (generic), `cache=SIZE` (buffer cache budget,
+//! default 32 MiB), `noatime`; others are logged and ignored.
+//!
+//! # Writing and crashes
+//!
+//! Metadata is written in an order that leaves, after a crash at any
+//! point, only damage `e2fsck -p` repairs without asking: a new regular
+//! file's inode is on disk before the entry naming it; every other new
+//! inode is written with no links first and gets its link count once its
+//! entry exists; a link count drops before the entry goes; a rename within
+//! one directory rewrites the entry in place when the name fits, otherwise
+//! the source's link count is raised while both names exist; pointers are
+//! cleared before blocks are freed; a new indirect block is zeroed before
+//! anything points at it. Block bitmaps, group descriptors, the superblock,
+//! file data and the inode updates of a write are delayed (buffer cache,
+//! syncer every 5 s, `fsync`, `sync`, unmount). Known window: moving a
+//! directory to another parent leaves two entries for a moment, which
+//! e2fsck only fixes interactively.
 //!
 //! A file system that was not cleanly unmounted (or has errors recorded)
 //! mounts read-only unless `-o force`. A read-write mount marks the
@@ -27,7 +50,7 @@
 //! the access time is not newer than the modification or change time, or
 //! is a day old); `-o noatime` turns that off.
 //!
-//! Modules, split as NetBSD's: [`format`] (on-disk structures and
+//! Modules, split as NetBSD's: [`format`](mod@format) (on-disk structures and
 //! validation), `bio` (block I/O), [`fs`] (the mounted file system,
 //! superblock and descriptors, inode I/O), `alloc` (block and inode
 //! allocation), `bmap` (block map, allocation on write, truncation), `dir`

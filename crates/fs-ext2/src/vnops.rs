@@ -5,8 +5,9 @@
 //!
 //! An [`Ext2Node`] is the in-memory inode of one vnode: its number, its
 //! type and the decoded on-disk inode under `inner`. Changes are written
-//! through to the inode table at once (`Ext2Fs::write_inode`), so a node
-//! is never dirty and reclaim has nothing to write.
+//! to the inode table at once (`Ext2Fs::write_inode`, through the buffer
+//! cache; synchronously except after a data write), so a node is never
+//! dirty and reclaim has nothing to write.
 //!
 //! The `VnodeRef` wrappers hold the vnode locks (directory exclusive for
 //! every name operation); on top of that a node's `inner` mutex guards its
@@ -19,12 +20,11 @@
 //!
 //! # Ordering of metadata writes
 //!
-//! A new inode is written before the entry that names it; an entry is
-//! cleared before the link count drops and the inode is freed (in
-//! `inactive`, once the last reference goes, so open-but-unlinked files
-//! keep working); freed blocks are released after the inode no longer
-//! points at them. A crash leaves at most leaked blocks or inodes and
-//! wrong counts, which `e2fsck -p` repairs.
+//! See the crate documentation ("Writing and crashes"): the order is
+//! chosen so that any crash leaves damage `e2fsck -p` repairs. Inodes are
+//! freed in `inactive`, once the last reference goes, so open-but-unlinked
+//! files keep working; their link count is already 0 on disk, which e2fsck
+//! treats as deleted after a crash.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU32, Ordering};
