@@ -1,0 +1,66 @@
+//! Allocation policy (ext2's: directories spread over groups, files in
+//! their directory's group, blocks near their inode), vget and bmap.
+
+mod common;
+
+use common::*;
+use rumpkern::VType;
+
+#[test]
+fn directories_spread_files_stay_near() {
+    let t = TempDir::new("alloc");
+    let img = t.path().join("img");
+    // 1 KiB blocks, 8 groups of 8 MiB.
+    mkimage(&img, None, 64 * 1024, 1024, &["-N", "4096"]);
+    let mp = mount_img(&img, "rw").unwrap();
+    let c = cred();
+    let root = mp.root().unwrap();
+    let ipg = 4096 / 8;
+    let group = |ino: u64| (ino - 1) / ipg;
+    let mut groups = std::collections::BTreeSet::new();
+    let mut dirs = Vec::new();
+    for i in 0..6 {
+        let d = root.mkdir(format!("d{i}").as_bytes(), 0o755, &c).unwrap();
+        groups.insert(group(d.ino()));
+        dirs.push(d);
+    }
+    assert!(
+        groups.len() >= 4,
+        "new directories should spread over groups: {groups:?}"
+    );
+    for d in &dirs {
+        let g = group(d.ino());
+        for k in 0..5 {
+            let f = d.create(format!("f{k}").as_bytes(), 0o644, &c).unwrap();
+            assert_eq!(
+                group(f.ino()),
+                g,
+                "a file's inode goes in its directory's group"
+            );
+            f.write(&pattern(20_000, k), 0, 0, &c).unwrap();
+            // Its blocks go in that group too (8192 blocks per group,
+            // first data block 1).
+            let b = f.bmap(0).unwrap().expect("block 0 mapped");
+            assert_eq!((b - 1) / 8192, g, "first block of a file near its inode");
+            let b19 = f.bmap(19).unwrap().expect("block 19 mapped");
+            assert!(
+                b19 > b && b19 - b < 64,
+                "blocks of one file close together ({b} .. {b19})"
+            );
+        }
+        // vget gives the same vnode as lookup.
+        let again = mp.vget(d.ino()).unwrap();
+        assert!(again == *d);
+    }
+    // Sockets and a hole in bmap.
+    let s = root.mknod(b"sock", VType::Sock, 0o600, 0, &c).unwrap();
+    assert_eq!(s.getattr().unwrap().vtype, VType::Sock);
+    let h = root.create(b"holey", 0o644, &c).unwrap();
+    h.write(b"x", 50_000, 0, &c).unwrap();
+    assert_eq!(h.bmap(0).unwrap(), None);
+    assert!(h.bmap(48).unwrap().is_some());
+    drop((s, h, dirs, root));
+    mp.unmount(false).unwrap();
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+}
