@@ -64,3 +64,70 @@ fn directories_spread_files_stay_near() {
     let (code, out) = e2fsck(&img);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Running out of blocks and inodes: ENOSPC, short writes, nothing
+/// leaked, e2fsck clean; freeing makes room again.
+#[test]
+fn full_file_system() {
+    use rumpkern::Errno;
+    let t = TempDir::new("full");
+    let img = t.path().join("img");
+    mkimage(&img, None, 1024, 1024, &["-N", "64"]);
+    let mp = mount_img(&img, "rw").unwrap();
+    let c = cred();
+    let root = mp.root().unwrap();
+    let before = mp.statvfs().unwrap();
+    // One file until the disk is full: the write comes back short.
+    let f = root.create(b"filler", 0o644, &c).unwrap();
+    let chunk = pattern(64 * 1024, 3);
+    let mut off = 0u64;
+    loop {
+        match f.write(&chunk, off, 0, &c) {
+            Ok(n) if n == chunk.len() => off += n as u64,
+            Ok(n) => {
+                off += n as u64;
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e, Errno::ENOSPC);
+                break;
+            }
+        }
+        assert!(off < 2 << 20, "the disk never filled");
+    }
+    assert_eq!(f.getattr().unwrap().size, off);
+    assert_eq!(mp.statvfs().unwrap().bfree, 0);
+    assert_eq!(f.write(b"more", off, 0, &c), Err(Errno::ENOSPC));
+    // Directories need a block: ENOSPC, and nothing is left behind.
+    let inodes = mp.statvfs().unwrap().ffree;
+    assert_eq!(root.mkdir(b"nodir", 0o755, &c).err(), Some(Errno::ENOSPC));
+    assert_eq!(mp.statvfs().unwrap().ffree, inodes, "failed mkdir freed its inode");
+    assert_eq!(root.lookup(b"nodir", &c).err(), Some(Errno::ENOENT));
+    // Empty files need no block: until the inodes run out (the root
+    // directory's block has room for these names).
+    let mut made = 0;
+    loop {
+        match root.create(format!("e{made}").as_bytes(), 0o644, &c) {
+            Ok(_) => made += 1,
+            Err(e) => {
+                assert!(e == Errno::ENOSPC, "{e}");
+                break;
+            }
+        }
+        assert!(made < 100);
+    }
+    assert_eq!(mp.statvfs().unwrap().ffree, 0);
+    // Free everything again.
+    drop(f);
+    root.remove(b"filler", &c).unwrap();
+    for i in 0..made {
+        root.remove(format!("e{i}").as_bytes(), &c).unwrap();
+    }
+    let after = mp.statvfs().unwrap();
+    assert_eq!((after.bfree, after.ffree), (before.bfree, before.ffree), "everything freed");
+    root.mkdir(b"now", 0o755, &c).unwrap();
+    drop(root);
+    mp.unmount(false).unwrap();
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+}
