@@ -272,6 +272,10 @@ pub mod iflags {
     pub const INLINE_DATA: u32 = 0x1000_0000;
 }
 
+/// Magic number of an extended attribute block (`h_magic`); the header
+/// continues with `h_refcount` (offset 4) and `h_blocks` (offset 8, 1).
+pub const EA_MAGIC: u32 = 0xEA02_0000;
+
 /// Directory entry file types (`file_type` with the filetype feature).
 pub mod ftype {
     pub const UNKNOWN: u8 = 0;

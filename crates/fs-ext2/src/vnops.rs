@@ -280,12 +280,51 @@ impl Ext2Node {
         i.block = [0; N_BLOCKS];
         i.size = 0;
         i.dtime = now().0 as u32;
-        i.blocks = if i.file_acl != 0 { i.blocks } else { 0 };
+        let ea = i.file_acl;
+        i.file_acl = 0;
+        i.blocks = 0;
         self.write(&i)?;
         drop(i);
         let r1 = alloc::free_blocks(fs, &freed);
-        let r2 = alloc::free_inode(fs, self.ino, self.vtype == VType::Dir);
-        r1.and(r2)
+        let r2 = if ea != 0 {
+            self.release_ea_block(ea)
+        } else {
+            Ok(())
+        };
+        let r3 = alloc::free_inode(fs, self.ino, self.vtype == VType::Dir);
+        r1.and(r2).and(r3)
+    }
+
+    /// Drop this inode's reference to its extended attribute block (shared
+    /// between inodes with equal attributes): free it with the last one.
+    fn release_ea_block(&self, b: u64) -> KResult<()> {
+        let fs = &self.fs;
+        if !fs.geo.valid_block(b) {
+            return Err(fs.corrupt(format_args!(
+                "inode {}: xattr block {b} outside the file system",
+                self.ino
+            )));
+        }
+        let last = {
+            let _m = lk(&fs.meta);
+            let mut blk = fs.bio.bread(b)?;
+            if le32(&blk, 0)? != EA_MAGIC || le32(&blk, 8)? != 1 {
+                drop(_m);
+                return Err(fs.corrupt(format_args!("inode {}: bad xattr block {b}", self.ino)));
+            }
+            let refs = le32(&blk, 4)?;
+            if refs > 1 {
+                put32(&mut blk, 4, refs - 1)?;
+                fs.bio.bwrite(b, &blk)?;
+                false
+            } else {
+                true
+            }
+        };
+        if last {
+            alloc::free_block(fs, b)?;
+        }
+        Ok(())
     }
 
     /// Create a node of type `ifmt` named `name` in this directory.

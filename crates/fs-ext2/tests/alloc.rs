@@ -101,7 +101,11 @@ fn full_file_system() {
     // Directories need a block: ENOSPC, and nothing is left behind.
     let inodes = mp.statvfs().unwrap().ffree;
     assert_eq!(root.mkdir(b"nodir", 0o755, &c).err(), Some(Errno::ENOSPC));
-    assert_eq!(mp.statvfs().unwrap().ffree, inodes, "failed mkdir freed its inode");
+    assert_eq!(
+        mp.statvfs().unwrap().ffree,
+        inodes,
+        "failed mkdir freed its inode"
+    );
     assert_eq!(root.lookup(b"nodir", &c).err(), Some(Errno::ENOENT));
     // Empty files need no block: until the inodes run out (the root
     // directory's block has room for these names).
@@ -124,7 +128,11 @@ fn full_file_system() {
         root.remove(format!("e{i}").as_bytes(), &c).unwrap();
     }
     let after = mp.statvfs().unwrap();
-    assert_eq!((after.bfree, after.ffree), (before.bfree, before.ffree), "everything freed");
+    assert_eq!(
+        (after.bfree, after.ffree),
+        (before.bfree, before.ffree),
+        "everything freed"
+    );
     root.mkdir(b"now", 0o755, &c).unwrap();
     drop(root);
     mp.unmount(false).unwrap();

@@ -274,3 +274,41 @@ fn access_time_relatime_and_noatime() {
     let (code, out) = e2fsck(&img);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Extended attributes are left intact; deleting a file drops its
+/// reference to the attribute block (freed with the last one).
+#[test]
+fn xattr_blocks_kept_and_released() {
+    let t = TempDir::new("xattr");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    for n in ["a", "b", "c"] {
+        std::fs::write(tree.join(n), n).unwrap();
+        let ok = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import os; os.setxattr('{}', 'user.test', b'value-{n}' * 8)",
+                tree.join(n).display()
+            ))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "setxattr on the host");
+    }
+    let img = t.path().join("img");
+    mkimage(&img, Some(&tree), 4096, 1024, &["-I", "128"]);
+    assert!(
+        debugfs(&img, "stat a").contains("File ACL: "),
+        "an attribute block"
+    );
+    let mp = mount_img(&img, "rw").unwrap();
+    let root = mp.root().unwrap();
+    root.remove(b"a", &cred()).unwrap();
+    root.rename(b"b", &root, b"b2", &cred()).unwrap();
+    drop(root);
+    mp.unmount(false).unwrap();
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+    let ea = debugfs(&img, "ea_list b2");
+    assert!(ea.contains("user.test"), "attributes of b2 kept: {ea}");
+}
