@@ -10,7 +10,7 @@
 //! exclusive to change); each slot update is a read-modify-write of one
 //! held buffer.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use rumpkern::{Errno, KResult};
@@ -200,20 +200,6 @@ impl Fs {
         })
     }
 
-    /// Find `name` (case-insensitively, long or short name).
-    pub fn dir_find(&self, d: &DirStore, name: &str) -> KResult<Option<Found>> {
-        let want = fold(name);
-        let mut out = None;
-        self.scan_entries(d, 0, |f| {
-            if fold(&f.name) == want || fold(&f.entry.display_name(false, false)) == want {
-                out = Some(f.clone());
-                return false;
-            }
-            true
-        })?;
-        Ok(out)
-    }
-
     /// Find the subdirectory whose first cluster is `c`.
     pub fn dir_find_cluster(&self, d: &DirStore, c: u32) -> KResult<Option<Found>> {
         let mut out = None;
@@ -249,41 +235,20 @@ impl Fs {
         Ok(n)
     }
 
-    /// Short names in use (for `~N` generation).
-    fn short_names(&self, d: &DirStore) -> KResult<HashSet<[u8; 11]>> {
-        let mut set = HashSet::new();
-        self.scan_slots(d, 0, |rs| {
-            let b = rs.raw;
-            if b[0] == SLOT_END {
-                return false;
-            }
-            if b[0] != SLOT_DELETED && !is_lfn(b) {
-                let mut n = [0u8; 11];
-                n.copy_from_slice(&b[0..11]);
-                set.insert(n);
-            }
-            true
-        })?;
-        Ok(set)
-    }
-
     /// The short name and NT case bits for a new entry `name`, and whether
-    /// a long name must be stored too. `ignore`: a short name that may be
-    /// reused (the entry being renamed).
+    /// a long name must be stored too. `used` says whether a short name is
+    /// taken in the directory. Tails: `~1`..`~4` on the basis name, then
+    /// (as Windows does) two basis characters, four hex digits of a hash of
+    /// the long name and `~1`..`~9`, then any free `~N`.
     pub fn make_short_name(
         &self,
-        d: &DirStore,
         name: &str,
-        ignore: Option<&[u8; 11]>,
+        used: &dyn Fn(&[u8; 11]) -> bool,
     ) -> KResult<([u8; 11], u8, bool)> {
         let b = basis(name);
-        let mut used = self.short_names(d)?;
-        if let Some(i) = ignore {
-            used.remove(i);
-        }
         if !b.lossy {
             let s = short_name(&b.base, &b.ext, 0);
-            if !used.contains(&s) {
+            if !used(&s) {
                 if b.exact_upper {
                     return Ok((s, 0, false));
                 }
@@ -295,13 +260,75 @@ impl Fs {
                 return Ok((s, 0, true));
             }
         }
-        for n in 1..1_000_000u32 {
+        for n in 1..=4u32 {
             let s = short_name(&b.base, &b.ext, n);
-            if !used.contains(&s) {
+            if !used(&s) {
+                return Ok((s, 0, true));
+            }
+        }
+        let mut h: u16 = 0;
+        for u in name.encode_utf16() {
+            h = h.rotate_left(3) ^ u.wrapping_mul(0x9E37);
+        }
+        for salt in 0..16u16 {
+            let hv = h.wrapping_add(salt.wrapping_mul(0x3D1B));
+            let mut hb: Vec<u8> = b.base.iter().copied().take(2).collect();
+            hb.extend_from_slice(format!("{hv:04X}").as_bytes());
+            for n in 1..=9u32 {
+                let s = short_name(&hb, &b.ext, n);
+                if !used(&s) {
+                    return Ok((s, 0, true));
+                }
+            }
+        }
+        for n in 5..1_000_000u32 {
+            let s = short_name(&b.base, &b.ext, n);
+            if !used(&s) {
                 return Ok((s, 0, true));
             }
         }
         Err(Errno::ENOSPC)
+    }
+
+    /// Build the name index of a directory (one scan).
+    pub fn build_index(&self, d: &DirStore) -> KResult<DirIndex> {
+        let mut idx = DirIndex {
+            end: self.dir_slots(d),
+            ..Default::default()
+        };
+        let mut ended = false;
+        self.scan_slots(d, 0, |rs| {
+            let b = rs.raw;
+            if b[0] == SLOT_END {
+                idx.end = rs.slot;
+                ended = true;
+                return false;
+            }
+            if b[0] == SLOT_DELETED {
+                idx.free.insert(rs.slot);
+            } else if !is_lfn(b) {
+                let mut n = [0u8; 11];
+                n.copy_from_slice(&b[0..11]);
+                *idx.shorts.entry(n).or_insert(0) += 1;
+            }
+            true
+        })?;
+        let _ = ended;
+        let mut entries = Vec::new();
+        self.scan_entries(d, 0, |f| {
+            entries.push(IdxEntry {
+                name: f.name.clone(),
+                short: f.entry.name,
+                slot: f.slot,
+                first_slot: f.first_slot,
+                pos: f.pos,
+            });
+            true
+        })?;
+        for e in entries {
+            idx.insert(e);
+        }
+        Ok(idx)
     }
 
     /// Write `slots` starting at slot `start`.
@@ -372,49 +399,145 @@ impl Fs {
         b.bdwrite();
         Ok(())
     }
+}
 
-    /// Find `n` consecutive free slots: [`FreeRun::At`] the first slot of
-    /// such a run, or [`FreeRun::Tail`] the free run at the end of the
-    /// directory (possibly empty) that the caller extends the directory
-    /// after.
-    pub fn find_free_run(&self, d: &DirStore, n: u32) -> KResult<FreeRun> {
-        let mut run_start = 0u32;
-        let mut run = 0u32;
-        let mut found = None;
-        let mut ended = false;
-        let total = self.dir_slots(d);
-        self.scan_slots(d, 0, |rs| {
-            let free = ended || rs.raw[0] == SLOT_DELETED || rs.raw[0] == SLOT_END;
-            if rs.raw[0] == SLOT_END {
-                ended = true;
-            }
-            if free {
-                if run == 0 {
-                    run_start = rs.slot;
-                }
-                run += 1;
-                if run >= n {
-                    found = Some(run_start);
-                    return false;
-                }
+/// One entry of a [`DirIndex`].
+#[derive(Clone, Debug)]
+pub struct IdxEntry {
+    pub name: String,
+    pub short: [u8; 11],
+    pub slot: u32,
+    pub first_slot: u32,
+    pub pos: u64,
+}
+
+/// The in-memory name index of a directory (NetBSD keeps none; Linux has
+/// the dcache): case-folded long and short names to entries, the short
+/// names in use, and the free slots, so that lookup, create and the `~N`
+/// search do not scan the directory. Built by one scan, kept up to date by
+/// every change the driver makes, dropped when the directory's vnode goes
+/// inactive.
+#[derive(Default)]
+pub struct DirIndex {
+    by_name: HashMap<String, u32>,
+    by_short: HashMap<String, u32>,
+    entries: HashMap<u32, IdxEntry>,
+    /// Raw short names in use (with counts; dot entries and labels too).
+    shorts: HashMap<[u8; 11], u32>,
+    /// Deleted slots below `end`.
+    free: BTreeSet<u32>,
+    /// First slot of the free area at the end (the end marker).
+    pub end: u32,
+    /// Two entries fold to the same name (a corrupt or foreign directory):
+    /// removals then drop the whole index.
+    dups: bool,
+}
+
+impl DirIndex {
+    fn insert(&mut self, e: IdxEntry) {
+        let lname = fold(&e.name);
+        let sname = fold(&short_display(&e.short));
+        if self.by_name.contains_key(&lname) || self.by_short.contains_key(&sname) {
+            self.dups = true;
+        }
+        self.by_name.entry(lname).or_insert(e.slot);
+        self.by_short.entry(sname).or_insert(e.slot);
+        self.entries.insert(e.slot, e);
+    }
+
+    /// The entry named `name` (case-insensitive, long or short name); the
+    /// first in slot order when both kinds match different entries.
+    pub fn find(&self, name: &str) -> Option<&IdxEntry> {
+        let f = fold(name);
+        let a = self.by_name.get(&f).copied();
+        let b = self.by_short.get(&f).copied();
+        let slot = match (a, b) {
+            (Some(x), Some(y)) => x.min(y),
+            (x, y) => x.or(y)?,
+        };
+        self.entries.get(&slot)
+    }
+
+    /// Is the short name taken? (`ignore` may be reused.)
+    pub fn short_used(&self, s: &[u8; 11], ignore: Option<&[u8; 11]>) -> bool {
+        match self.shorts.get(s) {
+            None | Some(0) => false,
+            Some(1) if ignore == Some(s) => false,
+            Some(_) => true,
+        }
+    }
+
+    /// First slot of `n` consecutive free slots below the end, if any.
+    pub fn free_run(&self, n: u32) -> Option<u32> {
+        let mut start = 0;
+        let mut len = 0;
+        let mut prev = None;
+        for &s in &self.free {
+            if prev.is_some_and(|p: u32| p + 1 == s) {
+                len += 1;
             } else {
-                run = 0;
+                start = s;
+                len = 1;
             }
-            true
-        })?;
-        Ok(match found {
-            Some(s) => FreeRun::At(s),
-            None if run > 0 => FreeRun::Tail(run_start, run),
-            None => FreeRun::Tail(total, 0),
-        })
+            if len >= n {
+                return Some(start);
+            }
+            prev = Some(s);
+        }
+        // A run touching the end continues into the trailing free area.
+        if len > 0 && start + len == self.end {
+            return Some(start);
+        }
+        None
+    }
+
+    /// Record a new entry written at `first_slot..=slot`.
+    pub fn added(&mut self, e: IdxEntry) {
+        for s in e.first_slot..=e.slot {
+            self.free.remove(&s);
+        }
+        if e.slot + 1 > self.end {
+            self.end = e.slot + 1;
+        }
+        *self.shorts.entry(e.short).or_insert(0) += 1;
+        self.insert(e);
+    }
+
+    /// Record the removal of the entry whose short entry is at `slot`.
+    /// Returns false when the index must be dropped instead.
+    pub fn removed(&mut self, slot: u32) -> bool {
+        if self.dups {
+            return false;
+        }
+        let Some(e) = self.entries.remove(&slot) else {
+            return false;
+        };
+        self.by_name.remove(&fold(&e.name));
+        self.by_short.remove(&fold(&short_display(&e.short)));
+        if let Some(c) = self.shorts.get_mut(&e.short) {
+            *c = c.saturating_sub(1);
+        }
+        for s in e.first_slot..=e.slot {
+            if s < self.end {
+                self.free.insert(s);
+            }
+        }
+        true
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
-/// Result of [`Fs::find_free_run`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FreeRun {
-    /// Enough free slots from this one.
-    At(u32),
-    /// Not enough: the free run at the end (start, length).
-    Tail(u32, u32),
+/// `BASE.EXT` of a raw short name, as stored (for short-name lookups).
+fn short_display(n: &[u8; 11]) -> String {
+    let mut e = ShortEntry::parse(&[b' '; 32]);
+    e.name = *n;
+    e.display_name(false, false)
 }

@@ -252,6 +252,11 @@ impl LfnBuilder {
     }
 }
 
+/// Number of LFN slots `name` needs.
+pub fn lfn_slot_count(name: &str) -> u32 {
+    name.encode_utf16().count().div_ceil(LFN_CHARS) as u32
+}
+
 /// Build the LFN slots for `name` (already validated) belonging to the
 /// short name `short`, in on-disk order (highest ordinal first).
 pub fn lfn_slots(name: &str, short: &[u8; 11]) -> Vec<[u8; 32]> {

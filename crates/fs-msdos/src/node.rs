@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rumpkern::lock::KMutex;
 use rumpkern::{Errno, KResult, Timespec, Uio};
 
-use crate::dir::DirStore;
+use crate::dir::{DirIndex, DirStore};
 use crate::dirent::*;
 use crate::fs::Fs;
 
@@ -130,6 +130,10 @@ pub struct NodeState {
     pub parent_ino: u64,
     /// Times of the root directory (kept in memory only: it has no entry).
     pub root_times: Option<(Timespec, Timespec)>,
+    /// Directories: the name index, once built (dropped at inactive).
+    pub index: Option<DirIndex>,
+    /// Directories: the cluster list, once built (replaced on growth).
+    pub dstore: Option<DirStore>,
 }
 
 /// One file or directory.
@@ -165,6 +169,8 @@ impl MsdosNode {
                 nsubdirs: None,
                 parent_ino,
                 root_times: None,
+                index: None,
+                dstore: None,
             }),
         }
     }
@@ -253,8 +259,30 @@ impl MsdosNode {
                 .fs
                 .corrupt(format_args!("directory inode {} has no cluster", self.ino)));
         }
+        if let Some(d) = &st.dstore {
+            return Ok(d.clone());
+        }
         self.full_chain(st)?;
-        Ok(DirStore::Clusters(Arc::new(st.chain.to_vec())))
+        let d = DirStore::Clusters(Arc::new(st.chain.to_vec()));
+        st.dstore = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Run `f` with this directory's name index (built on first use) and
+    /// its store.
+    pub fn with_index<R>(
+        &self,
+        st: &mut NodeState,
+        f: impl FnOnce(&mut DirIndex, &DirStore) -> R,
+    ) -> KResult<R> {
+        let d = self.dir_store(st)?;
+        if st.index.is_none() {
+            st.index = Some(self.fs.build_index(&d)?);
+        }
+        match st.index.as_mut() {
+            Some(idx) => Ok(f(idx, &d)),
+            None => Err(Errno::EIO),
+        }
     }
 
     /// Write the cached entry back to the directory (nothing for the root

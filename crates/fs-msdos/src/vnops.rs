@@ -18,7 +18,7 @@ use rumpkern::{
     VType, Vattr, Vnode, VnodeOps, VnodeRef,
 };
 
-use crate::dir::{DirStore, Found, FreeRun};
+use crate::dir::{DirStore, Found, IdxEntry};
 use crate::dirent::*;
 use crate::fs::{Fs, ROOT_INO};
 use crate::node::{MsdosNode, NodeState};
@@ -109,8 +109,13 @@ impl MsdosNode {
     /// `ignore`: a short name that may be reused (rename).
     fn add_entry(&self, name: &str, e: &ShortEntry, ignore: Option<&[u8; 11]>) -> KResult<u64> {
         let fs = &self.fs;
-        let d = self.store()?;
-        let (short, ntcase, need_lfn) = fs.make_short_name(&d, name, ignore)?;
+        let mut st = self.st.enter();
+        let (short, ntcase, need_lfn, start) = self.with_index(&mut st, |idx, _| {
+            let (short, nt, lfn) = fs.make_short_name(name, &|s| idx.short_used(s, ignore))?;
+            let n = if lfn { lfn_slot_count(name) + 1 } else { 1 };
+            let start = idx.free_run(n).unwrap_or(idx.end);
+            Ok::<_, Errno>((short, nt, lfn, start))
+        })??;
         let mut slots = if need_lfn {
             lfn_slots(name, &short)
         } else {
@@ -121,13 +126,10 @@ impl MsdosNode {
         se.ntres = ntcase;
         slots.push(se.encode(fs.fat32()));
         let n = slots.len() as u32;
-        let (d, start) = match fs.find_free_run(&d, n)? {
-            FreeRun::At(s) => (d, s),
-            FreeRun::Tail(s, _) => {
-                let d = self.extend_dir(n, s)?;
-                (d, s)
-            }
-        };
+        let mut d = self.dir_store(&mut st)?;
+        if start as u64 + n as u64 > fs.dir_slots(&d) as u64 {
+            d = self.extend_dir(&mut st, start as u64 + n as u64)?;
+        }
         fs.write_slots(&d, start, &slots)?;
         let short_slot = start + n - 1;
         let pos = match &d {
@@ -138,21 +140,46 @@ impl MsdosNode {
                 fs.geo.cluster_offset(c) + (short_slot % per) as u64 * 32
             }
         };
+        let display = if need_lfn {
+            name.to_string()
+        } else {
+            se.display_name(true, false)
+        };
+        if let Some(idx) = st.index.as_mut() {
+            idx.added(IdxEntry {
+                name: display,
+                short,
+                slot: short_slot,
+                first_slot: start,
+                pos,
+            });
+        }
         Ok(pos)
     }
 
-    /// Grow this directory so that it has `more` slots from slot `from` on.
+    /// Remove the slots of entry `f` from this directory (and the index).
+    fn delete_entry(&self, f: &Found) -> KResult<()> {
+        let mut st = self.st.enter();
+        let d = self.dir_store(&mut st)?;
+        let r = self.fs.delete_slots(&d, f.first_slot, f.slot);
+        if let Some(idx) = st.index.as_mut() {
+            if r.is_err() || !idx.removed(f.slot) {
+                st.index = None;
+            }
+        }
+        r
+    }
+
+    /// Grow this directory to at least `need_slots` slots.
     /// ENOSPC for the fixed root or past the slot limit.
-    fn extend_dir(&self, more: u32, from: u32) -> KResult<DirStore> {
+    fn extend_dir(&self, st: &mut NodeState, need_slots: u64) -> KResult<DirStore> {
         let fs = &self.fs;
         if self.is_root && !fs.fat32() {
             return Err(Errno::ENOSPC);
         }
         let per = fs.geo.cluster_size / 32;
-        let mut st = self.st.enter();
-        self.full_chain(&mut st)?;
+        self.full_chain(st)?;
         let have_slots = st.chain.len() as u64 * per as u64;
-        let need_slots = from as u64 + more as u64;
         if need_slots > MAX_DIR_SLOTS as u64 {
             return Err(Errno::ENOSPC);
         }
@@ -165,13 +192,26 @@ impl MsdosNode {
             st.chain.push(c);
         }
         st.chain.complete = true;
-        Ok(DirStore::Clusters(Arc::new(st.chain.to_vec())))
+        let d = DirStore::Clusters(Arc::new(st.chain.to_vec()));
+        st.dstore = Some(d.clone());
+        Ok(d)
     }
 
     /// Find `name` here, case-insensitively.
     fn find(&self, name: &str) -> KResult<Option<Found>> {
-        let d = self.store()?;
-        self.fs.dir_find(&d, name)
+        let hit = {
+            let mut st = self.st.enter();
+            self.with_index(&mut st, |idx, _| idx.find(name).cloned())?
+        };
+        let Some(h) = hit else { return Ok(None) };
+        let entry = self.fs.read_entry(h.pos)?;
+        Ok(Some(Found {
+            name: h.name,
+            entry,
+            slot: h.slot,
+            first_slot: h.first_slot,
+            pos: h.pos,
+        }))
     }
 
     fn vnode_for(&self, dvp: &Vnode, f: &Found) -> KResult<VnodeRef> {
@@ -541,9 +581,8 @@ impl VnodeOps for MsdosNode {
         if f.entry.is_dir() {
             return Err(Errno::EISDIR);
         }
-        let d = self.store()?;
         self.unlink_node(dvp, &f)?;
-        self.fs.delete_slots(&d, f.first_slot, f.slot)?;
+        self.delete_entry(&f)?;
         self.touch_dir();
         Ok(())
     }
@@ -560,9 +599,8 @@ impl VnodeOps for MsdosNode {
         if !fs.dir_is_empty(&child.store()?)? {
             return Err(Errno::ENOTEMPTY);
         }
-        let d = self.store()?;
         self.unlink_node(dvp, &f)?;
-        fs.delete_slots(&d, f.first_slot, f.slot)?;
+        self.delete_entry(&f)?;
         self.adjust_subdirs(-1);
         self.touch_dir();
         Ok(())
@@ -619,9 +657,8 @@ impl VnodeOps for MsdosNode {
         }
         // Remove the replaced target first (its slots may be reused).
         if let Some(t) = &replacing {
-            let td = tdir.store()?;
             tdir.unlink_node(tdvp, t)?;
-            fs.delete_slots(&td, t.first_slot, t.slot)?;
+            tdir.delete_entry(t)?;
             if t.entry.is_dir() {
                 tdir.adjust_subdirs(-1);
             }
@@ -637,8 +674,7 @@ impl VnodeOps for MsdosNode {
             e.attr |= ATTR_ARCH;
         }
         let new_pos = tdir.add_entry(&tname, &e, ignore)?;
-        let fd = self.store()?;
-        fs.delete_slots(&fd, src.first_slot, src.slot)?;
+        self.delete_entry(&src)?;
         // The node keeps its inode number at the new place.
         let old = sst.pos;
         sst.pos = Some(new_pos);
@@ -754,7 +790,9 @@ impl VnodeOps for MsdosNode {
     }
 
     fn inactive(&self, _vp: &Vnode) -> KResult<bool> {
-        let st = self.st.enter();
+        let mut st = self.st.enter();
+        // The name index is rebuilt when the directory is used again.
+        st.index = None;
         if st.unlinked {
             let start = st.e.start;
             drop(st);
