@@ -312,3 +312,28 @@ fn xattr_blocks_kept_and_released() {
     let ea = debugfs(&img, "ea_list b2");
     assert!(ea.contains("user.test"), "attributes of b2 kept: {ea}");
 }
+
+/// Corruption found on a read-write mount is recorded (s_state ERROR), so
+/// the next mount is read-only until e2fsck has run.
+#[test]
+fn corruption_sets_error_state() {
+    let t = TempDir::new("errstate");
+    let img = small(&t, 1024);
+    let root_blk: u64 = debugfs(&img, "blocks /")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    poke(&img, root_blk * 1024 + 12 + 4, &0u16.to_le_bytes());
+    let mp = mount_img(&img, "rw").unwrap();
+    assert!(!mp.is_rdonly());
+    assert_eq!(
+        mp.root().unwrap().lookup(b"x", &cred()).err(),
+        Some(Errno::EIO)
+    );
+    mp.unmount(false).unwrap();
+    let state = le16(&peek(&img, 1024, 1024), 58).unwrap();
+    assert_eq!(state & 3, 2, "ERROR set, VALID not (state {state:#x})");
+    assert!(mount_img(&img, "rw").unwrap().is_rdonly());
+}
