@@ -338,6 +338,14 @@ impl MsdosNode {
         }
     }
 
+    /// ENOENT when this directory was removed (entries cannot be added to it).
+    fn check_linked(&self) -> KResult<()> {
+        if self.st.enter().unlinked {
+            return Err(Errno::ENOENT);
+        }
+        Ok(())
+    }
+
     fn touch_dir(&self) {
         if self.is_root {
             return;
@@ -513,6 +521,7 @@ impl VnodeOps for MsdosNode {
 
     fn create(&self, dvp: &Vnode, name: &[u8], mode: u32, _cred: &Cred) -> KResult<VnodeRef> {
         let name = fat_name(name)?;
+        self.check_linked()?;
         let attr = ATTR_ARCH | if mode & 0o222 == 0 { ATTR_RO } else { 0 };
         let e = self.new_entry(attr, 0);
         let pos = self.add_entry(&name, &e, None)?;
@@ -545,6 +554,7 @@ impl VnodeOps for MsdosNode {
     fn mkdir(&self, dvp: &Vnode, name: &[u8], _mode: u32, _cred: &Cred) -> KResult<VnodeRef> {
         let fs = &self.fs;
         let name = fat_name(name)?;
+        self.check_linked()?;
         let c = *fs.alloc_chain(1, None)?.first().ok_or(Errno::EIO)?;
         let r = (|| {
             let e = self.new_entry(ATTR_DIR, c);
@@ -621,6 +631,7 @@ impl VnodeOps for MsdosNode {
         }
         let fname = normalize(fname).ok_or(Errno::ENOENT)?;
         let tname = fat_name(tname)?;
+        tdir.check_linked()?;
         let src = self.find(&fname)?.ok_or(Errno::ENOENT)?;
         let svp = self.vnode_for(fdvp, &src)?;
         let snode = node_of(&svp)?;
@@ -807,14 +818,15 @@ impl VnodeOps for MsdosNode {
         Ok(())
     }
 
+    /// Logical cluster `lbn` of the file to its data cluster number (FAT's
+    /// block address; byte offset = data area + (cluster - 2) x cluster size).
     fn bmap(&self, _vp: &Vnode, lbn: u64) -> KResult<Option<u64>> {
         let mut st = self.st.enter();
         let cs = self.fs.geo.cluster_size as u64;
         if lbn.saturating_mul(cs) >= st.e.size as u64 || lbn > u32::MAX as u64 {
             return Ok(None);
         }
-        let c = self.cluster_at(&mut st, lbn as u32)?;
-        Ok(Some((self.fs.base + self.fs.geo.cluster_offset(c)) / cs))
+        Ok(Some(self.cluster_at(&mut st, lbn as u32)? as u64))
     }
 
     fn pathconf(&self, _vp: &Vnode, name: PathConf) -> KResult<i64> {

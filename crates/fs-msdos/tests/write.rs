@@ -484,3 +484,81 @@ fn unlinked_while_open() {
     mp.unmount(false).unwrap();
     assert_fsck_clean(&img);
 }
+
+/// Directory semantics around rename and readdir that POSIX callers rely on.
+#[test]
+fn rename_rules_and_cookies() {
+    let t = TempDir::new("renamerules");
+    let img = t.path().join("img");
+    mkfs(&img, 32, 512, 1, 64, &[]);
+    let mp = mount(&img, "");
+    let r = mp.root().unwrap();
+    let a = r.mkdir(b"a", 0o755, &c()).unwrap();
+    let b = a.mkdir(b"b", 0o755, &c()).unwrap();
+    // Into its own subtree: EINVAL.
+    assert_eq!(r.rename(b"a", &b, b"x", &c()), Err(Errno::EINVAL));
+    assert_eq!(r.rename(b"a", &a, b"x", &c()), Err(Errno::EINVAL));
+    // Over an empty directory: replaced; over a non-empty one: ENOTEMPTY;
+    // directory over file: ENOTDIR; file over directory: EISDIR.
+    r.mkdir(b"empty", 0o755, &c()).unwrap();
+    let full = r.mkdir(b"full", 0o755, &c()).unwrap();
+    write_file(&full, "f", b"f");
+    write_file(&r, "file", b"file");
+    assert_eq!(r.rename(b"a", &r, b"full", &c()), Err(Errno::ENOTEMPTY));
+    assert_eq!(r.rename(b"a", &r, b"file", &c()), Err(Errno::ENOTDIR));
+    assert_eq!(r.rename(b"file", &r, b"full", &c()), Err(Errno::EISDIR));
+    r.rename(b"a", &r, b"empty", &c()).unwrap();
+    assert_eq!(r.lookup(b"a", &c()).unwrap_err(), Errno::ENOENT);
+    let e = r.lookup(b"empty", &c()).unwrap();
+    assert_eq!(
+        e.ino(),
+        a.ino(),
+        "the moved directory keeps its inode number"
+    );
+    assert!(e.lookup(b"b", &c()).is_ok());
+    // Entries cannot be added to a removed directory.
+    let gone = r.mkdir(b"gone", 0o755, &c()).unwrap();
+    r.rmdir(b"gone", &c()).unwrap();
+    assert_eq!(gone.create(b"x", 0o644, &c()).unwrap_err(), Errno::ENOENT);
+    assert_eq!(gone.mkdir(b"x", 0o755, &c()).unwrap_err(), Errno::ENOENT);
+    drop(gone);
+
+    // readdir cookies survive removals of entries already returned and
+    // additions: every entry present throughout is seen exactly once.
+    let d = r.mkdir(b"cookies", 0o755, &c()).unwrap();
+    for i in 0..100 {
+        write_file(&d, &format!("entry {i}"), b"");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut off = 0u64;
+    let mut round = 0;
+    loop {
+        let mut batch = Vec::new();
+        d.readdir(off, &mut |e| {
+            batch.push((String::from_utf8(e.name.to_vec()).unwrap(), e.next_offset));
+            batch.len() < 10
+        })
+        .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for (n, _) in &batch {
+            assert!(seen.insert(n.clone()), "{n} returned twice");
+        }
+        off = batch.last().unwrap().1;
+        // Remove what was just returned, add new ones.
+        for (n, _) in &batch {
+            if n.starts_with("entry") {
+                d.remove(n.as_bytes(), &c()).unwrap();
+            }
+        }
+        write_file(&d, &format!("added {round}"), b"");
+        round += 1;
+    }
+    for i in 0..100 {
+        assert!(seen.contains(&format!("entry {i}")), "entry {i} missed");
+    }
+    drop((r, a, b, e, full, d));
+    mp.unmount(false).unwrap();
+    assert_fsck_clean(&img);
+}
