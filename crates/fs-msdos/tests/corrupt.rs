@@ -362,9 +362,13 @@ fn walk(d: &VnodeRef, depth: u32, budget: &mut u32) {
     }
 }
 
-/// Seeded corruptions: random bytes in the metadata areas (boot sector,
-/// FATs, root directory, first data clusters). Each variant is mounted
-/// read-only and walked, then mounted read-write (forced) and written.
+/// Seeded corruptions of five kinds, in turn: random bytes in the metadata
+/// areas (boot sector, FATs, root directory, first data clusters);
+/// cross-linked chains; FAT entries set to out-of-range, free, bad,
+/// reserved or cyclic values; a directory whose end marker is gone (its
+/// slack filled with garbage entries); long-name slots with bad ordinals
+/// and checksums. 700 variants per FAT type. Each is mounted read-only and
+/// walked, then mounted read-write (forced) and written.
 #[test]
 fn seeded_corruption_sweep() {
     let mut total = 0;
@@ -373,22 +377,99 @@ fn seeded_corruption_sweep() {
         let (_t, img) = base(fat, mb, spc);
         let g = geometry(&img);
         let meta_end = (g.data_offset + 64 * g.cluster_size as u64).min(img.len() as u64) as usize;
-        for seed in 0..240u64 {
+        let file = start_of(&img, root_entry(&img, &g, b"FILE    BIN"));
+        let dir = start_of(&img, root_entry(&img, &g, b"DIR        "));
+        // Clusters in use by the test tree (to aim FAT corruption at them).
+        let used: Vec<u32> = (2..=g.max_cluster())
+            .filter(|&cl| fat_get(&img, &g, cl) != 0)
+            .collect();
+        let (root_start, root_len) = if g.root_cluster == 0 {
+            (g.root_offset as usize, g.root_entries as usize * 32)
+        } else {
+            (
+                g.cluster_offset(g.root_cluster) as usize,
+                g.cluster_size as usize,
+            )
+        };
+        for seed in 0..700u64 {
             let mut z = img.clone();
             let rnd = pattern(64, seed * 31 + fat as u64);
-            let nflips = 1 + (rnd[0] as usize % 16);
-            for k in 0..nflips {
-                let pos =
-                    u32::from_le_bytes([rnd[1 + k * 3], rnd[2 + k * 3], rnd[3 + k * 3], rnd[60]])
-                        as usize;
-                // Bias towards the interesting places.
-                let at = match k % 4 {
-                    0 => pos % 512,
-                    1 => g.fat_offset as usize + pos % (2 * g.fat_bytes as usize).max(1),
-                    _ => pos % meta_end,
-                };
-                if at < z.len() {
-                    z[at] = rnd[(k * 7) % 64];
+            let r32 = |k: usize| {
+                u32::from_le_bytes([
+                    rnd[k % 61],
+                    rnd[k % 61 + 1],
+                    rnd[k % 61 + 2],
+                    rnd[k % 61 + 3],
+                ])
+            };
+            match seed % 5 {
+                0 => {
+                    let nflips = 1 + (rnd[0] as usize % 16);
+                    for k in 0..nflips {
+                        let pos = r32(1 + k * 3) as usize;
+                        let at = match k % 4 {
+                            0 => pos % 512,
+                            1 => g.fat_offset as usize + pos % (2 * g.fat_bytes as usize).max(1),
+                            _ => pos % meta_end,
+                        };
+                        if at < z.len() {
+                            z[at] = rnd[(k * 7) % 64];
+                        }
+                    }
+                }
+                1 => {
+                    // Cross-link: a cluster of one chain points into another.
+                    let a = used[r32(1) as usize % used.len()];
+                    let b = if rnd[5] & 1 == 0 { file } else { dir };
+                    fat_set(&mut z, &g, a, b);
+                    if rnd[6] & 1 == 0 {
+                        fat_set(&mut z, &g, b, a);
+                    }
+                }
+                2 => {
+                    for k in 0..1 + (rnd[0] as usize % 4) {
+                        let a = used[r32(1 + k * 4) as usize % used.len()];
+                        let v = match rnd[10 + k] % 6 {
+                            0 => g.max_cluster() + 1 + r32(20 + k) % 1000,
+                            1 => 0,
+                            2 => g.fat_type.bad(),
+                            3 => 1,
+                            4 => a,
+                            _ => r32(30 + k) & g.fat_type.mask(),
+                        };
+                        fat_set(&mut z, &g, a, v);
+                    }
+                }
+                3 => {
+                    // No end marker: garbage entries to the end of DIR's first
+                    // cluster, or the root's region.
+                    let (start, len) = if rnd[0] & 1 == 0 {
+                        (g.cluster_offset(dir) as usize, g.cluster_size as usize)
+                    } else {
+                        (root_start, root_len)
+                    };
+                    let garbage = pattern(len, seed);
+                    for o in (start..start + len).step_by(32) {
+                        if z[o] == 0 {
+                            z[o..o + 32].copy_from_slice(&garbage[o - start..o - start + 32]);
+                            if z[o] == 0 {
+                                z[o] = b'G';
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    // Long-name slots: bad ordinals and checksums.
+                    for o in (root_start..root_start + root_len).step_by(32) {
+                        if z[o + 11] == 0x0F && z[o] != 0xE5 {
+                            match rnd[(o / 32) % 64] % 4 {
+                                0 => z[o] = rnd[1],
+                                1 => z[o + 13] = rnd[2],
+                                2 => z[o] = 0x40 | (rnd[3] & 0x3F),
+                                _ => {}
+                            }
+                        }
+                    }
                 }
             }
             total += 1;
@@ -419,7 +500,7 @@ fn seeded_corruption_sweep() {
             }
         }
     }
-    assert_eq!(total, 720);
+    assert_eq!(total, 2100);
     assert!(
         t0.elapsed().as_secs() < 300,
         "sweep took {:?}",
