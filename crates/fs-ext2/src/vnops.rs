@@ -890,7 +890,7 @@ impl VnodeOps for Ext2Node {
                     uio.uiomove_zero(n);
                 }
                 Some(p) => {
-                    let end = (off + uio.resid() as u64).min(size);
+                    let end = off.saturating_add(uio.resid() as u64).min(size);
                     let ahead = (end - lbn * bs).div_ceil(bs).min((1 << 20) / bs) as usize;
                     fs.bio.bread_into(p, &mut buf, ahead)?;
                     uio.uiomove_out(buf.get(boff..boff + n).ok_or(Errno::EIO)?);
@@ -1071,7 +1071,12 @@ impl VnodeOps for Ext2Node {
 
     fn bmap(&self, _vp: &Vnode, lbn: u64) -> KResult<Option<u64>> {
         let i = lk(&self.inner).clone();
-        if !self.has_block_map(&i) {
+        let mapped = match self.vtype {
+            VType::Reg | VType::Dir => true,
+            VType::Lnk => !i.is_fast_symlink(self.fs.geo.block_size),
+            _ => false,
+        };
+        if !mapped {
             return Err(Errno::EINVAL);
         }
         let mut mc = MapCache::default();

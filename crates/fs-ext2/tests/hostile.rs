@@ -206,6 +206,165 @@ fn corrupt(base: &[u8], seed: u64, bs: usize) -> Vec<u8> {
     img
 }
 
+/// Where the interesting structures of a base image are (byte offsets):
+/// every used inode, every directory block, every indirect block.
+struct Targets {
+    inodes: Vec<usize>,
+    dir_blocks: Vec<usize>,
+    ind_blocks: Vec<usize>,
+    inode_size: usize,
+    bs: usize,
+    blocks: u64,
+    max_ino: u32,
+}
+
+fn targets(base: &[u8]) -> Targets {
+    use fs_ext2::format::{le32, Geometry, GroupDesc, Superblock};
+    let sb = Superblock::parse(&base[1024..2048]).unwrap();
+    let geo = Geometry::new(&sb, base.len() as u64).unwrap();
+    let bs = geo.block_size as usize;
+    let gdt = (geo.first_data_block as usize + 1) * bs;
+    let inode_off = |ino: u32| {
+        let g = (ino - 1) / geo.inodes_per_group;
+        let idx = ((ino - 1) % geo.inodes_per_group) as usize;
+        let d =
+            GroupDesc::parse(&base[gdt + g as usize * geo.desc_size as usize..], geo.is64).unwrap();
+        d.inode_table as usize * bs + idx * geo.inode_size as usize
+    };
+    let mut t = Targets {
+        inodes: Vec::new(),
+        dir_blocks: Vec::new(),
+        ind_blocks: Vec::new(),
+        inode_size: geo.inode_size as usize,
+        bs,
+        blocks: geo.blocks_count,
+        max_ino: geo.inodes_count,
+    };
+    // Walk the base image with the driver itself to find the inodes.
+    let dev: Arc<dyn BlockDevice> = Arc::new(MemDev(Mutex::new(base.to_vec())));
+    let mp = fs_ext2::EXT2FS
+        .mount(Some(dev), &MountArgs::parse("ro"))
+        .unwrap();
+    let mut stack = vec![mp.root().unwrap()];
+    while let Some(d) = stack.pop() {
+        t.inodes.push(inode_off(d.ino() as u32));
+        let size = d.getattr().unwrap().size;
+        for lbn in 0..size / bs as u64 {
+            if let Ok(Some(b)) = d.bmap(lbn) {
+                t.dir_blocks.push(b as usize * bs);
+            }
+        }
+        for (name, (ino, vt)) in list(&d) {
+            let off = inode_off(ino as u32);
+            if vt == VType::Dir {
+                stack.push(d.lookup(&name, &cred()).unwrap());
+                continue;
+            }
+            t.inodes.push(off);
+            if vt == VType::Reg {
+                for k in [12usize, 13] {
+                    let p = le32(base, off + 40 + 4 * k).unwrap() as usize;
+                    if p != 0 && p * bs < base.len() {
+                        t.ind_blocks.push(p * bs);
+                        if k == 13 {
+                            let c = le32(base, p * bs).unwrap() as usize;
+                            if c != 0 && c * bs < base.len() {
+                                t.ind_blocks.push(c * bs);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(stack);
+    mp.unmount(true).unwrap();
+    t
+}
+
+/// Targeted damage: inode fields, directory entries (including entries
+/// pointing at other inodes: cycles, links to directories), indirect
+/// block pointers (past the end, at metadata, at themselves).
+fn corrupt_targeted(base: &[u8], t: &Targets, seed: u64) -> Vec<u8> {
+    let mut img = base.to_vec();
+    let mut r = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    let mut put = |img: &mut Vec<u8>, off: usize, v: u32, len: usize| {
+        if let Some(s) = img.get_mut(off..off + len) {
+            s.copy_from_slice(&v.to_le_bytes()[..len]);
+        }
+    };
+    let n = 1 + r.below(4);
+    for _ in 0..n {
+        let pick = |r: &mut Rng, v: &Vec<usize>| v.get(r.below(v.len() as u64) as usize).copied();
+        let nasty = |r: &mut Rng| -> u32 {
+            match r.below(7) {
+                0 => 0,
+                1 => u32::MAX,
+                2 => t.blocks as u32,
+                3 => (t.blocks as u32).wrapping_sub(1),
+                4 => 1 + r.below(8) as u32,
+                5 => r.below(t.max_ino as u64 + 2) as u32,
+                _ => r.next() as u32,
+            }
+        };
+        match r.below(3) {
+            0 => {
+                let Some(off) = pick(&mut r, &t.inodes) else {
+                    continue;
+                };
+                // mode, size, links, blocks, flags, i_block[k], size_high, file_acl
+                let fields: [(usize, usize); 8] = [
+                    (0, 2),
+                    (4, 4),
+                    (26, 2),
+                    (28, 4),
+                    (32, 4),
+                    (40 + 4 * r.below(15) as usize, 4),
+                    (108, 4),
+                    (104, 4),
+                ];
+                let (fo, fl) = fields[r.below(fields.len() as u64) as usize];
+                let v = nasty(&mut r);
+                put(&mut img, off + fo, v, fl);
+                let _ = t.inode_size;
+            }
+            1 => {
+                let Some(off) = pick(&mut r, &t.dir_blocks) else {
+                    continue;
+                };
+                let at = off + (r.below(t.bs as u64 / 4) as usize) * 4;
+                match r.below(3) {
+                    0 => {
+                        let v = r.below(t.max_ino as u64 + 2) as u32;
+                        put(&mut img, at, v, 4)
+                    }
+                    1 => {
+                        let v = nasty(&mut r) & 0xffff;
+                        put(&mut img, at + 4, v, 2)
+                    }
+                    _ => {
+                        let v = r.next() as u32;
+                        put(&mut img, at + 6, v, 2)
+                    }
+                }
+            }
+            _ => {
+                let Some(off) = pick(&mut r, &t.ind_blocks) else {
+                    continue;
+                };
+                let at = off + (r.below(t.bs as u64 / 4) as usize) * 4;
+                let v = if r.below(4) == 0 {
+                    (off / t.bs) as u32
+                } else {
+                    nasty(&mut r)
+                };
+                put(&mut img, at, v, 4);
+            }
+        }
+    }
+    img
+}
+
 #[test]
 fn thousands_of_corrupt_images() {
     let _ = env_logger::builder().is_test(true).try_init();
@@ -214,6 +373,16 @@ fn thousands_of_corrupt_images() {
         (base_image("ext2", 4096, true), 4096),
         (base_image("ext4", 1024, true), 1024),
     ];
+    let tg: Vec<Targets> = bases.iter().map(|(b, _)| targets(b)).collect();
+    for t in &tg {
+        assert!(
+            t.inodes.len() > 100 && !t.dir_blocks.is_empty(),
+            "targets found: {} inodes, {} dir blocks",
+            t.inodes.len(),
+            t.dir_blocks.len()
+        );
+    }
+    assert!(!tg[0].ind_blocks.is_empty(), "indirect blocks found");
     let per = std::env::var("EXT2_HOSTILE_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -222,7 +391,11 @@ fn thousands_of_corrupt_images() {
     let start = Instant::now();
     for (bi, (base, bs)) in bases.iter().enumerate() {
         for seed in 0..per {
-            let img = corrupt(base, seed * 31 + bi as u64, *bs);
+            let img = if seed % 2 == 0 {
+                corrupt(base, seed * 31 + bi as u64, *bs)
+            } else {
+                corrupt_targeted(base, &tg[bi], seed * 17 + bi as u64)
+            };
             let t0 = Instant::now();
             let rw = seed % 3 == 0;
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

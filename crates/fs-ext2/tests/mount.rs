@@ -337,3 +337,40 @@ fn corruption_sets_error_state() {
     assert_eq!(state & 3, 2, "ERROR set, VALID not (state {state:#x})");
     assert!(mount_img(&img, "rw").unwrap().is_rdonly());
 }
+
+/// Reads and writes at offsets near the top of the range: no overflow,
+/// EFBIG for writes past the largest file, reads past the end are empty.
+#[test]
+fn extreme_offsets() {
+    let t = TempDir::new("offsets");
+    let img = small(&t, 1024);
+    let mp = mount_img(&img, "rw").unwrap();
+    let c = cred();
+    let f = mp.root().unwrap().create(b"f", 0o644, &c).unwrap();
+    f.write(b"abc", 0, 0, &c).unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(f.read(&mut buf, u64::MAX - 10).unwrap(), 0);
+    assert_eq!(f.read(&mut buf, i64::MAX as u64).unwrap(), 0);
+    assert_eq!(f.write(b"x", u64::MAX - 1, 0, &c), Err(Errno::EFBIG));
+    assert_eq!(
+        f.write(b"x", 1 << 40, 0, &c),
+        Err(Errno::EFBIG),
+        "past the triple indirect limit of 1 KiB blocks"
+    );
+    assert_eq!(
+        f.setattr(
+            &rumpkern::SetAttr {
+                size: Some(1 << 40),
+                ..Default::default()
+            },
+            &c,
+            true
+        ),
+        Err(Errno::EFBIG)
+    );
+    assert_eq!(f.getattr().unwrap().size, 3);
+    drop(f);
+    mp.unmount(false).unwrap();
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+}
