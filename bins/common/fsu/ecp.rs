@@ -419,22 +419,37 @@ impl Copier<'_> {
         }
     }
 
-    /// Owner, mode and times of the copy `d` of `m`. `created`: `d` is
-    /// new (mode then comes from the source even without -p).
-    fn attrs(&mut self, d: &[u8], m: &Meta, created: bool, created_mode: u32) -> Result<(), Fail> {
+    /// Report a failure to carry an attribute over (the copy itself is
+    /// there): `prog: path: cannot preserve WHAT: strerror`.
+    fn fail_attr(&mut self, d: &[u8], what: &str, e: Errno) {
+        let mut msg = d.to_vec();
+        msg.extend_from_slice(format!(": cannot set {what}").as_bytes());
+        warn(PROG, &msg, e);
+        self.status = 1;
+    }
+
+    /// Times, owner and mode of the copy `d` of `m`, in cp's order (a
+    /// failure is reported and the rest still tried). `created`: `d` is
+    /// new (its mode then comes from the source even without -p) and was
+    /// made with `created_mode`.
+    fn attrs(&mut self, d: &[u8], m: &Meta, created: bool, created_mode: u32) {
         let link = m.vtype == VType::Lnk;
         if self.preserve {
-            if let Err(e) = self.dst.lchown(d, m.uid, m.gid) {
-                if !ignorable_chown(e) {
-                    return Err((d.to_vec(), e));
-                }
+            if let Err(e) = self.dst.set_times(d, m.atime, m.mtime, link) {
+                self.fail_attr(d, "times", e);
             }
+        }
+        let owner = if self.preserve {
+            Some((m.uid, m.gid))
         } else if created {
-            if let Some((u, g)) = self.dst.default_owner() {
-                if let Err(e) = self.dst.lchown(d, u, g) {
-                    if !ignorable_chown(e) {
-                        return Err((d.to_vec(), e));
-                    }
+            self.dst.default_owner()
+        } else {
+            None
+        };
+        if let Some((u, g)) = owner {
+            if let Err(e) = self.dst.lchown(d, u, g) {
+                if !ignorable_chown(e) {
+                    self.fail_attr(d, "owner", e);
                 }
             }
         }
@@ -448,16 +463,12 @@ impl Copier<'_> {
             };
             if let Some(want) = want {
                 if self.preserve || want != created_mode {
-                    self.dst.chmod(d, want).map_err(|e| (d.to_vec(), e))?;
+                    if let Err(e) = self.dst.chmod(d, want) {
+                        self.fail_attr(d, "mode", e);
+                    }
                 }
             }
         }
-        if self.preserve {
-            self.dst
-                .set_times(d, m.atime, m.mtime, link)
-                .map_err(|e| (d.to_vec(), e))?;
-        }
-        Ok(())
     }
 
     /// Make room for a non-directory at `d`: remove what is there unless
@@ -489,7 +500,8 @@ impl Copier<'_> {
                 w.write_all(&self.buf[..n]).map_err(|e| (d.to_vec(), e))?;
             }
         }
-        self.attrs(d, m, created, mode)
+        self.attrs(d, m, created, mode);
+        Ok(())
     }
 
     fn copy_node(&mut self, s: &[u8], m: &Meta, d: &[u8], ancestors: &mut HashSet<(u64, u64)>) {
@@ -530,7 +542,8 @@ impl Copier<'_> {
                 .and_then(|t| {
                     self.clear_dst(d, false)?;
                     self.dst.symlink(&t, d).map_err(|e| (d.to_vec(), e))?;
-                    self.attrs(d, m, true, 0o777)
+                    self.attrs(d, m, true, 0o777);
+                    Ok(())
                 }),
             VType::Chr | VType::Blk | VType::Fifo | VType::Sock => {
                 let mode = m.mode & 0o777 & !self.umask;
@@ -540,7 +553,7 @@ impl Copier<'_> {
                             .mknod(d, m.vtype, mode, m.rdev)
                             .map_err(|e| (d.to_vec(), e))
                     })
-                    .and_then(|()| self.attrs(d, m, true, mode))
+                    .map(|()| self.attrs(d, m, true, mode))
             }
         };
         if let Err(f) = r {
@@ -612,9 +625,7 @@ impl Copier<'_> {
             Err(e) => self.fail((s.to_vec(), e)),
         }
         ancestors.remove(&key);
-        if let Err(f) = self.attrs(d, m, created, made_mode) {
-            self.fail(f);
-        }
+        self.attrs(d, m, created, made_mode);
     }
 
     /// Copy the command-line sources to `dst` as cp does.

@@ -349,8 +349,11 @@ impl<W: Write> Lister<'_, W> {
         }
     }
 
-    /// Print a group of entries (one directory's, or the file operands).
-    fn print(&mut self, v: &[Entry], total: Option<u64>) -> io::Result<()> {
+    /// Print a group of entries (one directory's, or the file operands);
+    /// `more` are entries that count for the column widths without being
+    /// printed (GNU ls sizes the file operands' columns over every
+    /// operand, directories included).
+    fn print(&mut self, v: &[Entry], more: &[Entry], total: Option<u64>) -> io::Result<()> {
         if let (Some(t), true) = (total, self.o.long) {
             if self.o.human {
                 writeln!(self.out, "total {}", human_size(t))?;
@@ -367,7 +370,7 @@ impl<W: Write> Lister<'_, W> {
         let mut w_major = 0;
         let mut w_minor = 0;
         let mut rows = Vec::with_capacity(v.len());
-        for e in v {
+        for e in v.iter().chain(more) {
             let ino = e.attr.as_ref().map(|a| a.ino).unwrap_or(e.ino).to_string();
             w_ino = w_ino.max(ino.len());
             let mut cols = None;
@@ -403,6 +406,7 @@ impl<W: Write> Lister<'_, W> {
         if w_major > 0 {
             w_size = w_size.max(w_major + 2 + w_minor);
         }
+        rows.truncate(v.len());
         for (e, (ino, cols)) in v.iter().zip(rows) {
             if self.o.inode {
                 write!(self.out, "{ino:>w_ino$} ")?;
@@ -518,7 +522,7 @@ impl<W: Write> Lister<'_, W> {
                 return Ok(());
             }
         };
-        self.print(&v, Some(total))?;
+        self.print(&v, &[], Some(total))?;
         if self.o.recursive {
             ancestors.insert(ino);
             for e in &v {
@@ -657,7 +661,7 @@ fn run<W: Write>(l: &mut Lister<'_, W>, paths: &[Vec<u8>]) -> io::Result<()> {
     l.sort(&mut dirs);
     let mut first = true;
     if !files.is_empty() {
-        l.print(&files, None)?;
+        l.print(&files, &dirs, None)?;
         first = false;
     }
     let header = paths.len() > 1 || l.o.recursive;
