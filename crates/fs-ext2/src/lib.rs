@@ -25,7 +25,10 @@
 //!   EINVAL and the feature named.
 //!
 //! Options: `ro`, `force` (generic), `cache=SIZE` (buffer cache budget,
-//! default 32 MiB), `noatime`; others are logged and ignored.
+//! default 32 MiB), `noatime`, `async` (metadata writes delayed as well,
+//! like Linux's ext2 or NetBSD's `-o async`: much faster for many small
+//! changes, but a crash can then need an interactive e2fsck); others are
+//! logged and ignored.
 //!
 //! # Writing and crashes
 //!
@@ -82,7 +85,9 @@ pub static EXT2FS: Ext2Type = Ext2Type;
 
 /// Mount options this driver knows (others are logged and ignored; the
 /// front ends handle their own, such as `blkio=` and `cache=`).
-const KNOWN_OPTIONS: &[&str] = &["noatime", "relatime", "errors", "blkio", "cache"];
+const KNOWN_OPTIONS: &[&str] = &[
+    "noatime", "relatime", "errors", "blkio", "cache", "async", "sync",
+];
 
 impl FsType for Ext2Type {
     fn name(&self) -> &'static str {
@@ -140,6 +145,9 @@ pub fn mount(
         log::error!("ext2fs: cannot mount: {r}");
         r.errno
     })?;
+    if args.get("async").is_some() && args.get("sync").is_none() {
+        fs.bio.set_async(true);
+    }
     if args.get("noatime").is_some() {
         fs.noatime.store(true, std::sync::atomic::Ordering::Relaxed);
     }

@@ -514,3 +514,9 @@ fn large_file_over_4gib() {
 fn workload_ext3_clean_journal() {
     run_case(4096, true, "rw", &["-j"]);
 }
+
+/// `-o async`: everything delayed; after a clean unmount the judges agree.
+#[test]
+fn workload_async() {
+    run_case(4096, true, "rw,async", &[]);
+}
