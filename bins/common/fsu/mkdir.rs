@@ -91,8 +91,9 @@ pub fn parse_mode(spec: &str, base: u32, umask: u32, is_dir: bool) -> Option<u32
                 b'+' => mode |= bits,
                 b'-' => mode &= !bits,
                 _ => {
-                    let clear = if masked { 0o777 & !umask } else { who & 0o777 };
-                    mode = (mode & !clear) | bits;
+                    // `=` clears everything `who` covers (all of it when
+                    // omitted; the umask only limits what is set).
+                    mode = (mode & !who) | bits;
                 }
             }
         }
