@@ -650,3 +650,23 @@ fn concurrent_clients() {
         h.join().unwrap();
     }
 }
+
+/// No /dev/fuse: run the server in a private mount namespace whose /dev is
+/// an empty tmpfs (the host's /dev is untouched).
+#[test]
+fn missing_dev_fuse_is_reported() {
+    let g = MountGuard::new("nofuse");
+    let script = format!(
+        "mount -t tmpfs nodev /dev && exec {} tmpfs {}",
+        bin("rump_tmpfs").display(),
+        g.mp.display()
+    );
+    let out = run_timeout(
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("rump_tmpfs: /dev/fuse does not exist"), "{err}");
+    assert!(!is_mounted(&g.mp));
+}
