@@ -125,9 +125,21 @@ impl Fs {
         let mut s = start;
         while s < n {
             let (off, size, inb) = self.slot_block(d, s)?;
+            // Read ahead over the run of contiguous clusters that follows.
             let ahead = match d {
                 DirStore::Root16 => 8,
-                DirStore::Clusters(_) => 1,
+                DirStore::Clusters(cl) => {
+                    let i = (s as u64 * 32 / self.geo.cluster_size as u64) as usize;
+                    let mut k = 1;
+                    while k < 64
+                        && cl
+                            .get(i + k)
+                            .is_some_and(|&c| Some(c) == cl.get(i).map(|&f| f + k as u32))
+                    {
+                        k += 1;
+                    }
+                    k
+                }
             };
             let b = self.bread_ahead(off, size, ahead)?;
             let data = b.data();

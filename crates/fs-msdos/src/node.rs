@@ -130,6 +130,8 @@ pub struct NodeState {
     pub parent_ino: u64,
     /// Times of the root directory (kept in memory only: it has no entry).
     pub root_times: Option<(Timespec, Timespec)>,
+    /// Where a sequential read would continue (read-ahead heuristic).
+    pub ra_next: u64,
     /// Directories: the name index, once built (dropped at inactive).
     pub index: Option<DirIndex>,
     /// Directories: the cluster list, once built (replaced on growth).
@@ -169,6 +171,7 @@ impl MsdosNode {
                 nsubdirs: None,
                 parent_ino,
                 root_times: None,
+                ra_next: 0,
                 index: None,
                 dstore: None,
             }),
@@ -338,15 +341,23 @@ impl MsdosNode {
             let n = ((cs as usize - within) as u64)
                 .min(size - off)
                 .min(uio.resid() as u64) as usize;
-            // Read ahead along the contiguous run, up to what the file has.
+            // Sequential reads read ahead along the contiguous run, up to
+            // what the file has; random reads read what they need.
             let left = ((size - off).div_ceil(cs)).min(u32::MAX as u64) as u32;
+            let want = (uio.resid() as u64).div_ceil(cs).min(u32::MAX as u64) as u32;
             let max_ahead = (rumpkern::buf::MAX_CLUSTER_BYTES as u64 / cs).max(1) as u32;
-            let ahead = st.chain.contiguous_from(idx, left.min(max_ahead)).max(1);
+            let limit = if off == st.ra_next {
+                max_ahead
+            } else {
+                want.clamp(1, max_ahead)
+            };
+            let ahead = st.chain.contiguous_from(idx, left.min(limit)).max(1);
             let b = fs.bread_cluster(c, ahead as usize)?;
             let data = b.data().get(within..within + n).ok_or(Errno::EIO)?;
             if uio.uiomove_out(data) == 0 {
                 break;
             }
+            st.ra_next = uio.offset;
         }
         Ok(())
     }
