@@ -91,7 +91,7 @@ impl Fs {
     }
 
     /// The buffer (offset, size) that holds the entry at byte offset `pos`
-    /// (consistent with [`Fs::slot_block`]), and the offset inside it.
+    /// (consistent with `Fs::slot_block`), and the offset inside it.
     pub fn pos_block(&self, pos: u64) -> KResult<(u64, usize, usize)> {
         if pos >= self.geo.data_offset {
             let cs = self.geo.cluster_size as u64;

@@ -138,7 +138,7 @@ impl FatType {
         self.mask() - 8
     }
 
-    /// The clean-shutdown bit in FAT[1] (FAT16/FAT32 only).
+    /// The clean-shutdown bit in FAT\[1\] (FAT16/FAT32 only).
     pub fn clean_bit(self) -> Option<u32> {
         match self {
             FatType::Fat12 => None,

@@ -9,7 +9,7 @@
 //!   allocates or frees, so two allocations never take the same cluster.
 //!   FAT entries themselves live in buffers; a single entry update holds
 //!   the buffer(s) of that entry only.
-//! * [`Fs::nodes`] (the table of live inode numbers) is a leaf: no I/O and
+//! * `Fs::nodes` (the table of live inode numbers) is a leaf: no I/O and
 //!   no vcache call while it is held.
 //! * No driver lock is held across `Mount::vcache_get` (reclaim runs under
 //!   the vcache mutex and takes `nodes` and node locks).
@@ -651,7 +651,7 @@ impl Fs {
 
     // -- clean bit, FSInfo -------------------------------------------------
 
-    /// Is the clean-shutdown bit of FAT[1] set (always true on FAT12)?
+    /// Is the clean-shutdown bit of FAT\[1\] set (always true on FAT12)?
     pub fn is_clean(&self) -> KResult<bool> {
         match self.geo.fat_type.clean_bit() {
             None => Ok(true),

@@ -34,12 +34,12 @@
 //! characters FAT forbids → EINVAL; trailing dots are dropped, as Windows
 //! and Linux do.
 //!
-//! The clean-shutdown bit (FAT[1] on FAT16/FAT32) is cleared while mounted
+//! The clean-shutdown bit (FAT\[1\] on FAT16/FAT32) is cleared while mounted
 //! read-write and set again at a clean unmount. FSInfo's free count and
 //! next-free hint are used only after their signatures and ranges check out,
 //! and kept up to date at sync and unmount.
 //!
-//! Modules, as NetBSD splits the driver: [`format`] (boot sector, BPB,
+//! Modules, as NetBSD splits the driver: [`format`](mod@format) (boot sector, BPB,
 //! geometry, FSInfo, partition tables), [`dirent`] (directory entries, long
 //! names, short names, DOS times), [`fs`] (mount state, FAT, options),
 //! [`dir`] (directory scans and updates), [`node`] (nodes, file data),
