@@ -7,7 +7,7 @@
 mod fsu_support;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -109,22 +109,32 @@ fn ls_long_against_the_tree() {
     let mut names = Vec::new();
     for l in &lines[1..] {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let name = f[8];
+        let name = *f.last().unwrap();
         names.push(name.to_string());
         let m = fs::symlink_metadata(tree.join("docs").join(name)).unwrap();
         assert_eq!(f[1].parse::<u64>().unwrap(), m.nlink(), "{l}");
         assert_eq!(f[2].parse::<u32>().unwrap(), m.uid(), "{l}");
         assert_eq!(f[3].parse::<u32>().unwrap(), m.gid(), "{l}");
         let t = f[0].chars().next().unwrap();
-        let want_t = if m.is_dir() {
+        let ft = m.file_type();
+        let want_t = if ft.is_dir() {
             'd'
-        } else if m.file_type().is_symlink() {
+        } else if ft.is_symlink() {
             'l'
-        } else if m.is_file() {
+        } else if ft.is_file() {
             '-'
+        } else if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
         } else {
             'p'
         };
+        if ft.is_char_device() || ft.is_block_device() {
+            let rdev = m.rdev();
+            let want = format!("{}, {}", libc::major(rdev), libc::minor(rdev));
+            assert_eq!(format!("{} {}", f[4], f[5]), want, "{l}");
+        }
         assert_eq!(t, want_t, "{l}");
         if m.is_file() {
             assert_eq!(f[4].parse::<u64>().unwrap(), m.len(), "{l}");
@@ -132,7 +142,15 @@ fn ls_long_against_the_tree() {
     }
     assert_eq!(
         names,
-        ["deep", "empty-file", "fifo", "hello-link", "readme"]
+        [
+            "deep",
+            "disk",
+            "empty-file",
+            "fifo",
+            "hello-link",
+            "readme",
+            "tty"
+        ]
     );
     // Modes and owners by name.
     let out = text(&ok(fsu(
@@ -304,7 +322,10 @@ fn assert_same_tree(tree: &Path, out: &Path, times: bool) {
         .output()
         .unwrap();
     for l in text(&o.stdout).lines() {
-        assert!(l.contains("fifo"), "diff -r: {l}");
+        assert!(
+            l.contains("fifo") || l.contains("special file"),
+            "diff -r: {l}"
+        );
     }
     let i1 = fs::metadata(out.join("hello.txt")).unwrap().ino();
     let i2 = fs::metadata(out.join("docs/hello-link")).unwrap().ino();

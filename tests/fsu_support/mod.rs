@@ -171,6 +171,14 @@ pub fn make_tree(root: &Path, unix: bool) {
         std::os::unix::fs::symlink("docs/deep", root.join("dir-link")).unwrap();
         let c = CString::new(root.join("docs/fifo").as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        for (name, kind, maj, min) in [
+            ("docs/tty", libc::S_IFCHR, 4, 64),
+            ("docs/disk", libc::S_IFBLK, 259, 70000),
+        ] {
+            let c = CString::new(root.join(name).as_os_str().as_encoded_bytes()).unwrap();
+            let r = unsafe { libc::mknod(c.as_ptr(), kind | 0o660, libc::makedev(maj, min)) };
+            assert_eq!(r, 0, "mknod {name} (needs root)");
+        }
         fs::set_permissions(
             root.join("docs/deep/er/leaf.bin"),
             fs::Permissions::from_mode(0o4755),
@@ -273,7 +281,17 @@ fn walk(root: &Path, p: &Path, with_times: bool, out: &mut Vec<String>) {
             });
             format!("f {} {h:x}", data.len())
         } else {
-            "other".to_string()
+            use std::os::unix::fs::FileTypeExt;
+            let kind = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else if ft.is_fifo() {
+                "p"
+            } else {
+                "s"
+            };
+            format!("{kind} {:x}", m.rdev())
         };
         let t = if with_times && !ft.is_symlink() {
             format!(" t={}", m.mtime())
