@@ -9,10 +9,9 @@
 //! then linearly through every group (`ext2fs_hashalloc`).
 //!
 //! Bitmaps, descriptor counts and superblock counts change together under
-//! the metadata lock. Inode bitmaps are written synchronously (before the
-//! entry naming a new inode); block bitmaps, descriptors and the
-//! superblock are written later (sync, syncer): after a crash they can
-//! only be behind the inodes, which `e2fsck -p` repairs without asking.
+//! the metadata lock. Bitmaps, descriptors and the superblock are written
+//! later (sync, syncer): after a crash they can only be behind the inodes,
+//! which `e2fsck -p` repairs without asking.
 
 use rumpkern::{Errno, KResult};
 
@@ -255,7 +254,7 @@ pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32
             }
         }
         set_bit(&mut bm, bit)?;
-        fs.bio.bwrite(ibno, &bm)?;
+        fs.bio.bdwrite(ibno, &bm)?;
         if let Some(d) = m.gds.get_mut(g as usize) {
             d.free_inodes -= 1;
             if is_dir {
@@ -289,7 +288,7 @@ pub(crate) fn free_inode(fs: &Ext2Fs, ino: u32, is_dir: bool) -> KResult<()> {
         drop(m);
         return Err(fs.corrupt(format_args!("freeing free inode {ino}")));
     }
-    fs.bio.bwrite(ibno, &bm)?;
+    fs.bio.bdwrite(ibno, &bm)?;
     if let Some(d) = m.gds.get_mut(g as usize) {
         d.free_inodes = (d.free_inodes + 1).min(geo.inodes_per_group);
         if is_dir {

@@ -145,6 +145,15 @@ impl Ext2Node {
         self.fs.write_inode(self.ino, i)
     }
 
+    /// Write a directory's own inode after its entries changed (times,
+    /// link count, size): delayed. After a crash the directory's link
+    /// count or size can only be behind its entries, which e2fsck -p
+    /// repairs (an entry in a block the inode does not reach yet is lost
+    /// with the unfinished operation).
+    fn write_dir(&self, d: &Inode) -> KResult<()> {
+        self.fs.write_inode_delayed(self.ino, d)
+    }
+
     fn vattr(&self, i: &Inode, fsid: u64) -> Vattr {
         let bs = self.fs.geo.block_size;
         let bytes = if i.flags & iflags::HUGE_FILE != 0 {
@@ -414,11 +423,11 @@ impl Ext2Node {
                     }
                     d.mtime = t;
                     d.ctime = t;
-                    self.write(&d)
+                    self.write_dir(&d)
                 }
                 Err(e) => {
                     // add_entry may have grown the directory before failing.
-                    let _ = self.write(&d);
+                    let _ = self.write_dir(&d);
                     Err(e)
                 }
             }
@@ -470,7 +479,7 @@ impl Ext2Node {
         d.mtime = t;
         d.ctime = t;
         d.links = (d.links as i32 + dir_links).max(0) as u16;
-        self.write(&d)
+        self.write_dir(&d)
     }
 }
 
@@ -648,7 +657,7 @@ impl VnodeOps for Ext2Node {
             let t = now();
             d.mtime = t;
             d.ctime = t;
-            let w = self.write(&d);
+            let w = self.write_dir(&d);
             r.and(w)
         };
         if let Err(e) = r {
@@ -789,7 +798,7 @@ impl VnodeOps for Ext2Node {
                     let t = now();
                     d.mtime = t;
                     d.ctime = t;
-                    fdir.write(&d)?;
+                    fdir.write_dir(&d)?;
                     drop(d);
                     let mut i = lk(&snode.inner);
                     i.ctime = t;
@@ -833,7 +842,7 @@ impl VnodeOps for Ext2Node {
                     if tdirp && !moved {
                         d.links = d.links.saturating_sub(1);
                     }
-                    tdir.write(&d)
+                    tdir.write_dir(&d)
                 })(),
                 None => (|| {
                     let mut d = lk(&tdir.inner);
@@ -847,7 +856,7 @@ impl VnodeOps for Ext2Node {
                             d.links += 1;
                         }
                     }
-                    let w = tdir.write(&d);
+                    let w = tdir.write_dir(&d);
                     r.and(w).map(|_| ())
                 })(),
             };

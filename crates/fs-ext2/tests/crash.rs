@@ -46,6 +46,52 @@ fn workload(mp: &Arc<rumpkern::Mount>, fault: &FaultDevice) -> Synced {
             }
             _ => {}
         }
+        match i % 5 {
+            0 => {
+                if let Ok(sd) = d.mkdir(format!("sub{i}").as_bytes(), 0o755, &c) {
+                    let _ = sd
+                        .create(b"inner", 0o600, &c)
+                        .map(|f| f.write(b"inner data", 0, 0, &c));
+                    let _ = sd.symlink(b"fast", b"target", &c);
+                    let _ = sd.symlink(b"slow", &[b's'; 300], &c);
+                }
+            }
+            1 => {
+                let _ = d
+                    .link(&root, format!("hard{i}").as_bytes(), &c)
+                    .or_else(|_| {
+                        d.lookup(b"file0", &c)
+                            .and_then(|f| d.link(&f, format!("hard{i}").as_bytes(), &c))
+                    });
+            }
+            2 => {
+                let _ = d.mkdir(b"tmpdir", 0o700, &c);
+                let _ = d.rmdir(b"tmpdir", &c);
+                let _ = root.mknod(
+                    format!("fifo{i}").as_bytes(),
+                    rumpkern::VType::Fifo,
+                    0o600,
+                    0,
+                    &c,
+                );
+            }
+            3 => {
+                // Rename over an existing file.
+                if let Ok(v) = d.create(format!("victim{i}").as_bytes(), 0o644, &c) {
+                    let _ = v.write(b"victim", 0, 0, &c);
+                }
+                let _ = d
+                    .create(format!("new{i}").as_bytes(), 0o644, &c)
+                    .map(|f| f.write(b"new", 0, 0, &c));
+                let _ = d.rename(
+                    format!("new{i}").as_bytes(),
+                    &d,
+                    format!("victim{i}").as_bytes(),
+                    &c,
+                );
+            }
+            _ => {}
+        }
         if i == 6 {
             let _ = root.mkdir(b"sub", 0o700, &c);
             let _ = root.rmdir(b"sub", &c);
@@ -86,6 +132,7 @@ fn power_cut_after_write_n() {
     assert!(total > 20, "workload made only {total} writes");
     let step = (total / 200).max(1);
     let mut cuts = 0;
+    let mut repaired = 0;
     let mut n = 1;
     while n <= total {
         let mem = Arc::new(MemDevice::from_vec(base.clone()));
@@ -102,6 +149,7 @@ fn power_cut_after_write_n() {
         std::fs::write(&path, mem.snapshot()).unwrap();
         let out = run(std::process::Command::new("e2fsck").arg("-fp").arg(&path));
         let code = out.status.code().unwrap_or(-1);
+        repaired += (code == 1) as u32;
         assert!(
             code == 0 || code == 1,
             "cut after write {n} of {total}: e2fsck -p exit {code}:\n{}{}",
@@ -133,5 +181,9 @@ fn power_cut_after_write_n() {
         cuts += 1;
         n += step;
     }
-    eprintln!("{cuts} power cuts over {total} writes");
+    eprintln!("{cuts} power cuts over {total} writes, {repaired} needed repairs");
+    assert!(
+        repaired > 0,
+        "no cut ever needed a repair: the test cuts nothing that matters"
+    );
 }
