@@ -668,7 +668,10 @@ pub fn gpt_partitions(
         if first == 0 || last < first {
             continue;
         }
-        let (Some(o), Some(end)) = (first.checked_mul(lbs), (last + 1).checked_mul(lbs)) else {
+        let (Some(o), Some(end)) = (
+            first.checked_mul(lbs),
+            last.checked_add(1).and_then(|l| l.checked_mul(lbs)),
+        ) else {
             continue;
         };
         if end > dev_bytes {
@@ -804,5 +807,62 @@ mod tests {
         );
         let (p, _) = mbr_partitions(&s, 1 << 20);
         assert!(p.is_empty());
+    }
+
+    /// Garbage partition tables and boot sectors never panic.
+    #[test]
+    fn garbage_tables() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let mut disk = vec![0u8; 8192];
+            for b in disk.iter_mut() {
+                *b = next() as u8;
+            }
+            disk[510] = 0x55;
+            disk[511] = 0xAA;
+            if next() % 2 == 0 {
+                disk[446 + 4] = 0xEE;
+                disk[512..520].copy_from_slice(b"EFI PART");
+            }
+            let size = next() % (1 << 40);
+            let _ = mbr_partitions(&disk, size);
+            let d = disk.clone();
+            let read = move |off: u64, len: usize| -> KResult<Vec<u8>> {
+                let o = usize::try_from(off).map_err(|_| Errno::EIO)?;
+                d.get(o..o.checked_add(len).ok_or(Errno::EIO)?)
+                    .map(|s| s.to_vec())
+                    .ok_or(Errno::EIO)
+            };
+            for lbs in [512, 4096] {
+                for p in gpt_partitions(&read, lbs, size) {
+                    assert!(p.offset + p.len <= size);
+                }
+            }
+            // Also a real boot sector with a few BPB bytes changed.
+            let mut bs = fat16();
+            for _ in 0..1 + next() % 4 {
+                let i = 11 + (next() % 80) as usize;
+                bs[i] = next() as u8;
+            }
+            if let Ok(g) = Geometry::new(&Bpb::parse(&bs).unwrap(), size) {
+                assert!(g.data_offset < g.fs_bytes && g.fs_bytes <= size);
+                assert!(g.cluster_count >= 1 && g.valid_cluster(g.max_cluster()));
+                assert!(g.cluster_offset(g.max_cluster()) + g.cluster_size as u64 <= g.fs_bytes);
+            }
+            if let Ok(bpb) = Bpb::parse(&disk) {
+                let _ = bpb.looks_like_fat();
+                let _ = bpb.label();
+                if let Ok(g) = Geometry::new(&bpb, size) {
+                    assert!(g.data_offset < g.fs_bytes);
+                    let _ = FsInfo::parse(&disk[..512], &g);
+                }
+            }
+        }
     }
 }
