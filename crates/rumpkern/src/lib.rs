@@ -6,6 +6,7 @@
 //! genfs helpers. Everything host-specific goes through `rumpuser`.
 
 pub mod buf;
+pub mod bytes;
 pub mod cred;
 pub mod dev;
 pub mod errno;
