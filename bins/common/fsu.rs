@@ -186,11 +186,13 @@ pub fn mount(prog: &str, a: &ImageArgs, access: Access) -> Result<Ukfs, String> 
                 .map_err(|e| format!("{prog}: {shown}: {}", Errno::from(e).message()))?;
             match rumpkern::vfs::probe(&*dev) {
                 Some(t) => t.name(),
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "{prog}: {shown}: no file system recognised in the image (known types: {}); \
                          give one with -t/--type",
                     rumpkern::vfs::type_names().join(", ")
-                )),
+                ))
+                }
             }
         }
     };
