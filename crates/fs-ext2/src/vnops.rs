@@ -53,6 +53,34 @@ pub struct Ext2Node {
 
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
+/// BSD file flags (`chflags`, `Vattr::flags`) this driver maps, as
+/// NetBSD's ext2fs does: `UF_NODUMP` ↔ `EXT2_NODUMP_FL`, `SF_IMMUTABLE` ↔
+/// `EXT2_IMMUTABLE_FL`, `SF_APPEND` ↔ `EXT2_APPEND_FL`.
+pub mod bsdflags {
+    pub const UF_NODUMP: u32 = 0x0000_0001;
+    pub const SF_IMMUTABLE: u32 = 0x0002_0000;
+    pub const SF_APPEND: u32 = 0x0004_0000;
+}
+
+/// `i_flags` → BSD flags.
+fn bsd_flags(f: u32) -> u32 {
+    let mut b = 0;
+    if f & iflags::NODUMP != 0 {
+        b |= bsdflags::UF_NODUMP;
+    }
+    if f & iflags::IMMUTABLE != 0 {
+        b |= bsdflags::SF_IMMUTABLE;
+    }
+    if f & iflags::APPEND != 0 {
+        b |= bsdflags::SF_APPEND;
+    }
+    b
+}
+
+/// Immutable or append-only: entries cannot be removed or renamed, the
+/// inode cannot be linked or changed (Linux and NetBSD semantics).
+const FROZEN: u32 = iflags::IMMUTABLE | iflags::APPEND;
+
 fn now() -> (i64, u32) {
     let t = Timespec::now();
     (t.sec, t.nsec)
@@ -182,7 +210,7 @@ impl Ext2Node {
             } else {
                 0
             },
-            flags: i.flags,
+            flags: bsd_flags(i.flags),
         }
     }
 
@@ -356,6 +384,9 @@ impl Ext2Node {
             if d.links == 0 {
                 return Err(Errno::ENOENT);
             }
+            if d.flags & iflags::IMMUTABLE != 0 {
+                return Err(Errno::EPERM);
+            }
             if is_dir && d.links as u32 >= LINK_MAX {
                 return Err(Errno::EMLINK);
             }
@@ -443,6 +474,11 @@ impl Ext2Node {
         vget(fs, &mp, ino)
     }
 
+    /// Immutable or append-only?
+    fn frozen(&self) -> bool {
+        lk(&self.inner).flags & FROZEN != 0
+    }
+
     /// Look up `name` in this directory (inner taken here).
     fn find(&self, name: &[u8]) -> KResult<dir::Found> {
         let d = lk(&self.inner);
@@ -494,14 +530,38 @@ impl VnodeOps for Ext2Node {
         Ok(self.vattr(&i, fsid))
     }
 
-    fn setattr(&self, _vp: &Vnode, sa: &SetAttr, _cred: &Cred) -> KResult<()> {
+    fn setattr(&self, _vp: &Vnode, sa: &SetAttr, cred: &Cred) -> KResult<()> {
         if self.fs.rdonly {
             return Err(Errno::EROFS);
         }
-        if sa.flags.is_some() {
-            return Err(Errno::EOPNOTSUPP);
-        }
         let mut i = lk(&self.inner);
+        let others = SetAttr {
+            flags: None,
+            ..sa.clone()
+        };
+        if i.flags & FROZEN != 0 && !others.is_empty() {
+            return Err(Errno::EPERM);
+        }
+        if let Some(f) = sa.flags {
+            use bsdflags::*;
+            if f & !(UF_NODUMP | SF_IMMUTABLE | SF_APPEND) != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if (f ^ bsd_flags(i.flags)) & (SF_IMMUTABLE | SF_APPEND) != 0 && !cred.is_root() {
+                return Err(Errno::EPERM);
+            }
+            let mut e = i.flags & !(iflags::NODUMP | FROZEN);
+            if f & UF_NODUMP != 0 {
+                e |= iflags::NODUMP;
+            }
+            if f & SF_IMMUTABLE != 0 {
+                e |= iflags::IMMUTABLE;
+            }
+            if f & SF_APPEND != 0 {
+                e |= iflags::APPEND;
+            }
+            i.flags = e;
+        }
         let t = now();
         if let Some(size) = sa.size {
             if self.vtype != VType::Reg {
@@ -637,11 +697,17 @@ impl VnodeOps for Ext2Node {
             if d.links == 0 {
                 return Err(Errno::ENOENT);
             }
+            if d.flags & iflags::IMMUTABLE != 0 {
+                return Err(Errno::EPERM);
+            }
         }
         let ft = {
             let i = lk(&n.inner);
             if i.links == 0 {
                 return Err(Errno::ENOENT);
+            }
+            if i.flags & FROZEN != 0 {
+                return Err(Errno::EPERM);
             }
             if i.links as u32 >= LINK_MAX {
                 return Err(Errno::EMLINK);
@@ -675,6 +741,9 @@ impl VnodeOps for Ext2Node {
             return Err(Errno::EISDIR);
         }
         let n = node(&vp)?;
+        if self.frozen() || n.frozen() {
+            return Err(Errno::EPERM);
+        }
         // The link count drops before the entry goes (a crash in between
         // leaves an entry naming an unlinked inode, which e2fsck -p clears;
         // the other order would leave an unattached inode).
@@ -700,6 +769,9 @@ impl VnodeOps for Ext2Node {
             }
             let _vl = vp.lock_exclusive();
             let n = node(&vp)?;
+            if self.frozen() || n.frozen() {
+                return Err(Errno::EPERM);
+            }
             // Empty check and the link count to 0 together, then the entry
             // (a crash in between leaves an entry naming an unlinked
             // directory, which e2fsck -p clears).
@@ -786,6 +858,14 @@ impl VnodeOps for Ext2Node {
                 let d = lk(&tdir.inner);
                 if d.links as u32 >= LINK_MAX {
                     return Err(Errno::EMLINK);
+                }
+            }
+            if fdir.frozen() || snode.frozen() || lk(&tdir.inner).flags & iflags::IMMUTABLE != 0 {
+                return Err(Errno::EPERM);
+            }
+            if let Some(tvp) = &tvp {
+                if node(tvp)?.frozen() || tdir.frozen() {
+                    return Err(Errno::EPERM);
                 }
             }
             let ft = ftype_of_mode(svp.vtype().ifmt());
@@ -916,6 +996,11 @@ impl VnodeOps for Ext2Node {
             return Err(Errno::EROFS);
         }
         let mut i = lk(&self.inner);
+        if i.flags & iflags::IMMUTABLE != 0
+            || (i.flags & iflags::APPEND != 0 && ioflag & ioflag::IO_APPEND == 0)
+        {
+            return Err(Errno::EPERM);
+        }
         if ioflag & ioflag::IO_APPEND != 0 {
             uio.offset = i.size;
         }

@@ -374,3 +374,97 @@ fn extreme_offsets() {
     let (code, out) = e2fsck(&img);
     assert_eq!(code, 0, "{out}");
 }
+
+/// chflags: immutable and append-only files (BSD flags mapped to ext2's,
+/// as NetBSD does), enforced; e2fsck and debugfs see the ext2 flags.
+#[test]
+fn immutable_and_append_only() {
+    use fs_ext2::vnops::bsdflags::*;
+    use rumpkern::types::ioflag::IO_APPEND;
+    use rumpkern::{Cred, SetAttr};
+    let t = TempDir::new("flags");
+    let img = small(&t, 1024);
+    let mp = mount_img(&img, "rw").unwrap();
+    let c = cred();
+    let user = Cred::new(1000, 1000, vec![]);
+    let root = mp.root().unwrap();
+    let f = root.create(b"imm", 0o666, &c).unwrap();
+    f.write(b"data", 0, 0, &c).unwrap();
+    let set = |v: &rumpkern::VnodeRef, fl: u32, who: &Cred| {
+        v.setattr(
+            &SetAttr {
+                flags: Some(fl),
+                ..Default::default()
+            },
+            who,
+            false,
+        )
+    };
+    set(&f, SF_IMMUTABLE, &c).unwrap();
+    assert_eq!(f.getattr().unwrap().flags, SF_IMMUTABLE);
+    assert_eq!(f.write(b"x", 0, 0, &c), Err(Errno::EPERM));
+    assert_eq!(
+        f.setattr(
+            &SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+            &c,
+            false
+        ),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(root.remove(b"imm", &c), Err(Errno::EPERM));
+    assert_eq!(root.rename(b"imm", &root, b"other", &c), Err(Errno::EPERM));
+    assert_eq!(root.link(&f, b"imm2", &c), Err(Errno::EPERM));
+    let a = root.create(b"app", 0o644, &c).unwrap();
+    set(&a, SF_APPEND | UF_NODUMP, &c).unwrap();
+    assert_eq!(a.write(b"x", 0, 0, &c), Err(Errno::EPERM));
+    assert_eq!(a.write(b"one", 0, IO_APPEND, &c).unwrap(), 3);
+    assert_eq!(a.write(b"two", 0, IO_APPEND, &c).unwrap(), 3);
+    assert_eq!(
+        a.setattr(
+            &SetAttr {
+                size: Some(0),
+                ..Default::default()
+            },
+            &c,
+            true
+        ),
+        Err(Errno::EPERM)
+    );
+    // Owners may set user flags, only root system flags.
+    let u = root.create(b"users", 0o644, &c).unwrap();
+    u.setattr(
+        &SetAttr {
+            uid: Some(1000),
+            gid: Some(1000),
+            ..Default::default()
+        },
+        &c,
+        false,
+    )
+    .unwrap();
+    set(&u, UF_NODUMP, &user).unwrap();
+    assert_eq!(set(&u, SF_APPEND, &user), Err(Errno::EPERM));
+    drop((f, a, u, root));
+    mp.unmount(false).unwrap();
+    assert!(
+        debugfs(&img, "stat imm").contains("Flags: 0x10"),
+        "EXT2_IMMUTABLE_FL on disk"
+    );
+    assert!(
+        debugfs(&img, "stat app").contains("Flags: 0x60"),
+        "EXT2_APPEND_FL|EXT2_NODUMP_FL on disk"
+    );
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+    // Only root clears system flags; then everything works again.
+    let mp = mount_img(&img, "rw").unwrap();
+    let root = mp.root().unwrap();
+    let f = root.lookup(b"imm", &c).unwrap();
+    set(&f, 0, &c).unwrap();
+    f.write(b"x", 0, 0, &c).unwrap();
+    drop(f);
+    root.remove(b"imm", &c).unwrap();
+}

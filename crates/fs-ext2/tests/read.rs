@@ -22,7 +22,7 @@ fn check(bs: u32, extra: &[&str], big: bool) {
     let root = mp.root().unwrap();
     let n = compare(&tree, &root, true);
     let many = root.lookup(b"many", &cred()).unwrap();
-    let flags = many.getattr().unwrap().flags;
+    let flags = iflags(&many);
     if !extra.contains(&"-r") {
         assert!(
             flags & INDEX_FL != 0,
@@ -121,7 +121,7 @@ fn ext4_reads_read_only() {
         compare(&tree, &root, true);
         // The fragmented file has a deep extent tree.
         let f = root.lookup(b"fragmented", &cred()).unwrap();
-        assert!(f.getattr().unwrap().flags & 0x80000 != 0, "extent flag");
+        assert!(iflags(&f) & 0x80000 != 0, "extent flag");
         drop(f);
         drop(root);
         mp.unmount(false).unwrap();

@@ -293,8 +293,16 @@ pub fn mkimage_t(
     }
 }
 
-/// EXT2_INDEX_FL (hashed directory) as getattr reports it in `flags`.
+/// EXT2_INDEX_FL (hashed directory) in an inode's `i_flags`.
 pub const INDEX_FL: u32 = 0x1000;
+
+/// The on-disk `i_flags` of a vnode of this driver.
+pub fn iflags(vp: &VnodeRef) -> u32 {
+    vp.data::<fs_ext2::Ext2Node>()
+        .expect("an ext2 vnode")
+        .inode()
+        .flags
+}
 
 pub fn mount_img(img: &Path, opts: &str) -> rumpkern::KResult<Arc<Mount>> {
     let _ = env_logger::builder().is_test(true).try_init();
