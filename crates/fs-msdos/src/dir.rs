@@ -343,8 +343,16 @@ impl Fs {
         Ok(idx)
     }
 
-    /// Write `slots` starting at slot `start`.
-    pub fn write_slots(&self, d: &DirStore, start: u32, slots: &[[u8; 32]]) -> KResult<()> {
+    /// Write `slots` starting at slot `start`; with `sync`, on the device
+    /// when this returns (rename writes its new entry so before removing
+    /// the old one).
+    pub fn write_slots(
+        &self,
+        d: &DirStore,
+        start: u32,
+        slots: &[[u8; 32]],
+        sync: bool,
+    ) -> KResult<()> {
         let mut i = 0usize;
         while i < slots.len() {
             let s = start + i as u32;
@@ -357,7 +365,11 @@ impl Fs {
                 p += 32;
                 i += 1;
             }
-            b.bdwrite();
+            if sync {
+                b.bwrite()?;
+            } else {
+                b.bdwrite();
+            }
         }
         Ok(())
     }

@@ -106,8 +106,15 @@ impl MsdosNode {
 
     /// Add an entry named `name` with contents `e` (its name field is
     /// replaced) to this directory. Returns the position of the short entry.
-    /// `ignore`: a short name that may be reused (rename).
-    fn add_entry(&self, name: &str, e: &ShortEntry, ignore: Option<&[u8; 11]>) -> KResult<u64> {
+    /// `ignore`: a short name that may be reused (rename). `sync`: the new
+    /// slots are on the device when this returns.
+    fn add_entry(
+        &self,
+        name: &str,
+        e: &ShortEntry,
+        ignore: Option<&[u8; 11]>,
+        sync: bool,
+    ) -> KResult<u64> {
         let fs = &self.fs;
         let mut st = self.st.enter();
         let (short, ntcase, need_lfn, start) = self.with_index(&mut st, |idx, _| {
@@ -130,7 +137,7 @@ impl MsdosNode {
         if start as u64 + n as u64 > fs.dir_slots(&d) as u64 {
             d = self.extend_dir(&mut st, start as u64 + n as u64)?;
         }
-        fs.write_slots(&d, start, &slots)?;
+        fs.write_slots(&d, start, &slots, sync)?;
         let short_slot = start + n - 1;
         let pos = match &d {
             DirStore::Root16 => fs.geo.root_offset + short_slot as u64 * 32,
@@ -185,10 +192,12 @@ impl MsdosNode {
         }
         let extra = need_slots.saturating_sub(have_slots).div_ceil(per as u64) as u32;
         let new = fs.alloc_chain(extra, st.chain.last())?;
+        // The zeroed clusters reach the device before the (delayed) FAT
+        // links that make them part of the directory.
         for &c in &new {
             let mut b = fs.getblk_cluster(c)?;
             b.data_mut().fill(0);
-            b.bdwrite();
+            b.bwrite()?;
             st.chain.push(c);
         }
         st.chain.complete = true;
@@ -524,7 +533,7 @@ impl VnodeOps for MsdosNode {
         self.check_linked()?;
         let attr = ATTR_ARCH | if mode & 0o222 == 0 { ATTR_RO } else { 0 };
         let e = self.new_entry(attr, 0);
-        let pos = self.add_entry(&name, &e, None)?;
+        let pos = self.add_entry(&name, &e, None, false)?;
         self.touch_dir();
         let e = self.fs.read_entry(pos)?;
         let mp = self.mount(dvp)?;
@@ -568,8 +577,10 @@ impl VnodeOps for MsdosNode {
             data.fill(0);
             data[0..32].copy_from_slice(&dot.encode(fs.fat32()));
             data[32..64].copy_from_slice(&dotdot.encode(fs.fat32()));
-            b.bdwrite();
-            self.add_entry(&name, &e, None)
+            // The new directory's cluster is on the device before the entry
+            // that points at it.
+            b.bwrite()?;
+            self.add_entry(&name, &e, None, false)
         })();
         let pos = match r {
             Ok(p) => p,
@@ -684,7 +695,7 @@ impl VnodeOps for MsdosNode {
         if !snode.is_dir {
             e.attr |= ATTR_ARCH;
         }
-        let new_pos = tdir.add_entry(&tname, &e, ignore)?;
+        let new_pos = tdir.add_entry(&tname, &e, ignore, true)?;
         self.delete_entry(&src)?;
         // The node keeps its inode number at the new place.
         let old = sst.pos;

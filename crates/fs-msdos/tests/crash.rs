@@ -42,6 +42,12 @@ fn workload(dev: &Arc<FaultDevice>) -> Vec<(String, Vec<u8>, u64)> {
             format!("Sub Directory/{name}")
         };
         done.push((path, data, dev.writes()));
+        if i == 4 {
+            // Move the first (durable) file to the other directory: at any
+            // cut it must survive under one of its names.
+            let _ = r.rename(b"file number 0 with a long name", &sub, b"renamed zero", &c);
+            let _ = sub.mkdir(b"made after", 0o755, &c);
+        }
         // Churn that touches the same FAT and directory sectors.
         let _ = dir
             .create(format!("temp {i}").as_bytes(), 0o644, &c)
@@ -105,13 +111,22 @@ fn cut_after_every_nth_write() {
             if *w > limit {
                 continue; // not durable before the cut
             }
-            let mut vp = r.clone();
-            for comp in path.split('/') {
-                vp = vp
-                    .lookup(comp.as_bytes(), &Cred::root())
-                    .unwrap_or_else(|e| panic!("cut {n}: {path}: {e}"));
+            let find = |path: &str| {
+                let mut vp = r.clone();
+                for comp in path.split('/') {
+                    vp = vp.lookup(comp.as_bytes(), &Cred::root()).ok()?;
+                }
+                Some(read_all(&vp))
+            };
+            let mut names = vec![path.clone()];
+            if path == "file number 0 with a long name" {
+                names.push("Sub Directory/renamed zero".to_string());
             }
-            assert!(read_all(&vp) == *data, "cut {n}: contents of {path}");
+            let intact = names.iter().any(|p| find(p).as_deref() == Some(&data[..]));
+            assert!(
+                intact,
+                "cut {n}: {path} lost or damaged (looked for {names:?})"
+            );
         }
         drop(r);
         mp.unmount(false).unwrap();
