@@ -608,6 +608,13 @@ impl Geometry {
                 ),
             ));
         }
+        // Group descriptor counts are 16 bits wide (EXT2_MAX_BLOCKS_PER_GROUP).
+        if sb.blocks_per_group > 65528 {
+            return Err(Refusal::bad(
+                "s_blocks_per_group",
+                format!("{} (at most 65528)", sb.blocks_per_group),
+            ));
+        }
         if sb.frags_per_group != sb.blocks_per_group {
             return Err(Refusal::bad(
                 "s_frags_per_group",
@@ -667,6 +674,16 @@ impl Geometry {
             ));
         }
         let inodes_per_block = block_size / inode_size;
+        if sb.inodes_per_group > 65536 - inodes_per_block {
+            return Err(Refusal::bad(
+                "s_inodes_per_group",
+                format!(
+                    "{} (at most {})",
+                    sb.inodes_per_group,
+                    65536 - inodes_per_block
+                ),
+            ));
+        }
         let itb_per_group = sb.inodes_per_group.div_ceil(inodes_per_block);
         if itb_per_group as u64 >= sb.blocks_per_group as u64 {
             return Err(Refusal::bad(

@@ -129,3 +129,40 @@ fn ext4_reads_read_only() {
         assert_eq!(code, 0, "{out}");
     }
 }
+
+/// 64 KiB blocks (directory record lengths of 65536 are stored as 65535):
+/// read, then written and judged by e2fsck (no kernel can mount these on
+/// 4 KiB pages).
+#[test]
+fn block_size_65536() {
+    let t = TempDir::new("64k");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    build_tree(&tree, false);
+    let img = t.path().join("img");
+    mkimage(&img, Some(&tree), 128 * 1024, 65536, &[]);
+    let mp = mount_img(&img, "rw").expect("mount");
+    let root = mp.root().unwrap();
+    compare(&tree, &root, true);
+    let c = cred();
+    let d = root.mkdir(b"new", 0o755, &c).unwrap();
+    for i in 0..300 {
+        let f = d
+            .create(
+                format!("file-{i}-{}", "y".repeat(i % 100)).as_bytes(),
+                0o644,
+                &c,
+            )
+            .unwrap();
+        f.write(&pattern(i * 1000, i as u32), 0, 0, &c).unwrap();
+    }
+    for i in (0..300).step_by(3) {
+        d.remove(format!("file-{i}-{}", "y".repeat(i % 100)).as_bytes(), &c)
+            .unwrap();
+    }
+    root.remove(b"sparse", &c).unwrap();
+    drop((d, root));
+    mp.unmount(false).unwrap();
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+}
