@@ -678,16 +678,16 @@ impl Fs {
         let Some(sec) = self.geo.fsinfo_sector.filter(|_| self.fsinfo_ok) else {
             return Ok(());
         };
-        let (free, next) = {
-            let st = self.fat.enter();
-            (st.free, st.next_free)
-        };
+        // An unknown count is counted now (once), so FSInfo is never left
+        // stale or "unknown" by us.
+        let free = self.free_clusters()?;
+        let next = self.fat.enter().next_free;
         let bs = self.geo.sector_size as usize;
         let mut b = self.bread(sec as u64 * bs as u64, bs)?;
         if !FsInfo::signatures_ok(b.data()) {
             return Ok(());
         }
-        put32(b.data_mut(), FSI_FREE_COUNT, free.unwrap_or(u32::MAX))?;
+        put32(b.data_mut(), FSI_FREE_COUNT, free)?;
         put32(b.data_mut(), FSI_NXT_FREE, next)?;
         b.bdwrite();
         Ok(())

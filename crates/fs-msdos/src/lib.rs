@@ -36,8 +36,10 @@
 //!
 //! The clean-shutdown bit (FAT\[1\] on FAT16/FAT32) is cleared while mounted
 //! read-write and set again at a clean unmount. FSInfo's free count and
-//! next-free hint are used only after their signatures and ranges check out,
-//! and kept up to date at sync and unmount.
+//! next-free hint are used only after their signatures and ranges check out
+//! (otherwise the FAT is counted), and kept up to date at sync and unmount.
+//! A count that is in range but wrong is believed, as Linux and Windows
+//! believe it, until an allocation finds the volume full and recounts.
 //!
 //! Modules, as NetBSD splits the driver: [`format`](mod@format) (boot sector, BPB,
 //! geometry, FSInfo, partition tables), [`dirent`] (directory entries, long

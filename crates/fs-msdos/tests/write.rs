@@ -562,3 +562,30 @@ fn rename_rules_and_cookies() {
     mp.unmount(false).unwrap();
     assert_fsck_clean(&img);
 }
+
+/// FSInfo: an unknown or invalid free count is not trusted, and what we
+/// leave behind is the real count (fsck.fat checks it).
+#[test]
+fn fsinfo_kept_up_to_date() {
+    for bad in [u32::MAX, 0x7FFF_FFFF] {
+        let t = TempDir::new("fsinfo");
+        let img = t.path().join("img");
+        mkfs(&img, 32, 512, 1, 64, &[]);
+        let mut b = std::fs::read(&img).unwrap();
+        let fi = 512 * u16::from_le_bytes([b[48], b[49]]) as usize;
+        b[fi + 488..fi + 492].copy_from_slice(&bad.to_le_bytes());
+        std::fs::write(&img, &b).unwrap();
+        let mp = mount(&img, "");
+        let r = mp.root().unwrap();
+        write_file(&r, "some data", &pattern(300_000, 1));
+        r.mkdir(b"a dir", 0o755, &c()).unwrap();
+        drop(r);
+        mp.unmount(false).unwrap();
+        assert_fsck_clean(&img);
+        let b = std::fs::read(&img).unwrap();
+        let free = u32::from_le_bytes(b[fi + 488..fi + 492].try_into().unwrap());
+        let mp = mount(&img, "ro");
+        assert_eq!(free as u64, mp.statvfs().unwrap().bfree);
+        mp.unmount(false).unwrap();
+    }
+}
