@@ -78,13 +78,15 @@ fn is_group_meta(fs: &Ext2Fs, m: &Meta, g: u32, b: u64) -> bool {
 
 /// Allocate one block, preferably `goal` or the next free one after it.
 /// Errors: ENOSPC, EIO.
-pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64) -> KResult<u64> {
+/// `resv`: the caller may use the blocks reserved for root
+/// (`s_r_blocks_count`, see [`may_use_reserved`]).
+pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64, resv: bool) -> KResult<u64> {
     if fs.rdonly {
         return Err(Errno::EROFS);
     }
     let geo = &fs.geo;
     let mut m = lk(&fs.meta);
-    if m.sb.free_blocks_count == 0 {
+    if m.sb.free_blocks_count == 0 || (!resv && m.sb.free_blocks_count <= m.sb.r_blocks_count) {
         return Err(Errno::ENOSPC);
     }
     let goal = if geo.valid_block(goal) {
@@ -129,6 +131,14 @@ pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64) -> KResult<u64> {
         return Ok(b);
     }
     Err(Errno::ENOSPC)
+}
+
+/// May `cred` allocate the reserved blocks? Root, the reserved user
+/// (`s_def_resuid`) and members of the reserved group (`s_def_resgid`), as
+/// Linux decides.
+pub(crate) fn may_use_reserved(fs: &Ext2Fs, cred: &rumpkern::Cred) -> bool {
+    let m = lk(&fs.meta);
+    cred.is_root() || cred.uid == m.sb.def_resuid as u32 || cred.groupmember(m.sb.def_resgid as u32)
 }
 
 /// Return block `b` to the free pool. A block already free is a

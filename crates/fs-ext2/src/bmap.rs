@@ -214,12 +214,13 @@ pub(crate) fn bmap_alloc(
     lbn: u64,
     goal: u64,
     mc: &mut MapCache,
+    resv: bool,
 ) -> KResult<(u64, bool)> {
     let (slot, path) = lbn_path(fs, lbn)?;
     let mut goal = goal;
     let cur = *inode.block.get(slot).ok_or(Errno::EIO)? as u64;
     let mut p = if cur == 0 {
-        let b = alloc::alloc_block(fs, goal)?;
+        let b = alloc::alloc_block(fs, goal, resv)?;
         inode.blocks += sectors(fs);
         if !path.is_empty() {
             if let Err(e) = fs.bio.bzero(b, 1) {
@@ -256,7 +257,7 @@ pub(crate) fn bmap_alloc(
             goal = p + 1;
             continue;
         }
-        let nb = alloc::alloc_block(fs, goal)?;
+        let nb = alloc::alloc_block(fs, goal, resv)?;
         inode.blocks += sectors(fs);
         if !last {
             if let Err(e) = fs.bio.bzero(nb, 1) {

@@ -291,6 +291,7 @@ pub(crate) fn add_entry(
     name: &[u8],
     ino: u32,
     ftype: u8,
+    resv: bool,
 ) -> KResult<bool> {
     let need = dirent_size(name.len());
     let ft = if fs.geo.filetype { ftype } else { 0 };
@@ -339,7 +340,7 @@ pub(crate) fn add_entry(
     } else {
         goal
     };
-    let (p, _) = bmap::bmap_alloc(fs, dino, d, nblocks, goal, &mut mc)?;
+    let (p, _) = bmap::bmap_alloc(fs, dino, d, nblocks, goal, &mut mc, resv)?;
     let mut blk = vec![0u8; bs];
     write_entry(&mut blk, 0, bs, name, ino, ft, fs.geo.filetype)?;
     fs.bio.bwrite(p, &blk)?;

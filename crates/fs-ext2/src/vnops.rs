@@ -379,6 +379,7 @@ impl Ext2Node {
         let fs = &self.fs;
         let mp = self.mp(dvp)?;
         let is_dir = ifmt == S_IFDIR;
+        let resv = alloc::may_use_reserved(fs, cred);
         let dva = {
             let d = lk(&self.inner);
             if d.links == 0 {
@@ -444,9 +445,9 @@ impl Ext2Node {
         // The inode is on disk; now the entry that names it.
         let r = {
             let mut d = lk(&self.inner);
-            let r = self
-                .dir_prepare(&mut d)
-                .and_then(|_| dir::add_entry(fs, self.ino, &mut d, name, ino, ftype_of_mode(ifmt)));
+            let r = self.dir_prepare(&mut d).and_then(|_| {
+                dir::add_entry(fs, self.ino, &mut d, name, ino, ftype_of_mode(ifmt), resv)
+            });
             match r {
                 Ok(_) => {
                     if is_dir {
@@ -650,7 +651,11 @@ impl VnodeOps for Ext2Node {
     fn mkdir(&self, dvp: &Vnode, name: &[u8], mode: u32, cred: &Cred) -> KResult<VnodeRef> {
         let parent = self.ino;
         self.make_node(dvp, name, S_IFDIR, mode, cred, &|fs, ino, i| {
-            let b = alloc::alloc_block(fs, dir::group_goal(fs, ino))?;
+            let b = alloc::alloc_block(
+                fs,
+                dir::group_goal(fs, ino),
+                alloc::may_use_reserved(fs, cred),
+            )?;
             i.block[0] = b as u32;
             i.blocks = bmap::sectors(fs);
             i.size = fs.geo.block_size as u64;
@@ -676,7 +681,11 @@ impl VnodeOps for Ext2Node {
                 i.block = blocks;
                 return Ok(());
             }
-            let b = alloc::alloc_block(fs, dir::group_goal(fs, ino))?;
+            let b = alloc::alloc_block(
+                fs,
+                dir::group_goal(fs, ino),
+                alloc::may_use_reserved(fs, cred),
+            )?;
             i.block[0] = b as u32;
             i.blocks = bmap::sectors(fs);
             let mut blk = vec![0u8; fs.geo.block_size as usize];
@@ -719,7 +728,7 @@ impl VnodeOps for Ext2Node {
             let mut d = lk(&self.inner);
             let r = self
                 .dir_prepare(&mut d)
-                .and_then(|_| dir::add_entry(&self.fs, self.ino, &mut d, name, n.ino, ft));
+                .and_then(|_| dir::add_entry(&self.fs, self.ino, &mut d, name, n.ino, ft, true));
             let t = now();
             d.mtime = t;
             d.ctime = t;
@@ -802,7 +811,7 @@ impl VnodeOps for Ext2Node {
         fname: &[u8],
         tdvp: &Vnode,
         tname: &[u8],
-        _cred: &Cred,
+        cred: &Cred,
     ) -> KResult<()> {
         let fs = &self.fs;
         let mp = self.mp(fdvp)?;
@@ -927,7 +936,15 @@ impl VnodeOps for Ext2Node {
                 None => (|| {
                     let mut d = lk(&tdir.inner);
                     tdir.dir_prepare(&mut d)?;
-                    let r = dir::add_entry(fs, tdir.ino, &mut d, tname, src.ino, ft);
+                    let r = dir::add_entry(
+                        fs,
+                        tdir.ino,
+                        &mut d,
+                        tname,
+                        src.ino,
+                        ft,
+                        alloc::may_use_reserved(fs, cred),
+                    );
                     if r.is_ok() {
                         let t = now();
                         d.mtime = t;
@@ -995,6 +1012,7 @@ impl VnodeOps for Ext2Node {
         if fs.rdonly {
             return Err(Errno::EROFS);
         }
+        let resv = alloc::may_use_reserved(fs, cred);
         let mut i = lk(&self.inner);
         if i.flags & iflags::IMMUTABLE != 0
             || (i.flags & iflags::APPEND != 0 && ioflag & ioflag::IO_APPEND == 0)
@@ -1042,7 +1060,8 @@ impl VnodeOps for Ext2Node {
                     goal = dir::group_goal(fs, self.ino);
                 }
             }
-            let (p, fresh) = match bmap::bmap_alloc(fs, self.ino, &mut i, lbn, goal, &mut mc) {
+            let (p, fresh) = match bmap::bmap_alloc(fs, self.ino, &mut i, lbn, goal, &mut mc, resv)
+            {
                 Ok(x) => x,
                 Err(e) => {
                     err = Some(e);

@@ -139,3 +139,44 @@ fn full_file_system() {
     let (code, out) = e2fsck(&img);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Blocks reserved for root (mke2fs -m): other users get ENOSPC while
+/// statvfs shows bavail 0; root may go on.
+#[test]
+fn reserved_blocks_for_root() {
+    use rumpkern::{Cred, Errno};
+    let t = TempDir::new("resv");
+    let img = t.path().join("img");
+    mkimage(&img, None, 2048, 1024, &["-m", "40"]);
+    let mp = mount_img(&img, "rw").unwrap();
+    let root = mp.root().unwrap();
+    let user = Cred::new(1000, 1000, vec![]);
+    let d = root.mkdir(b"pub", 0o777, &cred()).unwrap();
+    let f = d.create(b"userfile", 0o644, &user).unwrap();
+    let chunk = pattern(32 * 1024, 1);
+    let mut off = 0u64;
+    loop {
+        match f.write(&chunk, off, 0, &user) {
+            Ok(n) if n == chunk.len() => off += n as u64,
+            Ok(n) => {
+                off += n as u64;
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e, Errno::ENOSPC);
+                break;
+            }
+        }
+        assert!(off < 4 << 20);
+    }
+    let st = mp.statvfs().unwrap();
+    assert_eq!(st.bavail, 0, "user stopped at the reserve");
+    assert!(st.bfree > 300, "the reserve is still free: {}", st.bfree);
+    // Root writes into the reserve.
+    let g = d.create(b"rootfile", 0o644, &cred()).unwrap();
+    assert_eq!(g.write(&chunk, 0, 0, &cred()).unwrap(), chunk.len());
+    drop((f, g, d, root));
+    mp.unmount(false).unwrap();
+    let (code, out) = e2fsck(&img);
+    assert_eq!(code, 0, "{out}");
+}
