@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "rump_tmpfs" => PathBuf::from(env!("CARGO_BIN_EXE_rump_tmpfs")),
+        "rump_ext2fs" => PathBuf::from(env!("CARGO_BIN_EXE_rump_ext2fs")),
+        "rump_msdos" => PathBuf::from(env!("CARGO_BIN_EXE_rump_msdos")),
         other => panic!("unknown binary {other}"),
     }
 }
@@ -283,6 +285,42 @@ impl MountGuard {
         g
     }
 
+    /// Start `EXE -f [args] SPECIAL MP` (any rump server) as a child and
+    /// wait (bounded) for the mount to appear.
+    pub fn server_fg(tag: &str, exe: &str, args: &[&str], special: &Path) -> MountGuard {
+        let mut g = MountGuard::new(tag);
+        let child = Command::new(bin(exe))
+            .arg("-f")
+            .args(args)
+            .arg(special)
+            .arg(&g.mp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
+        g.pid = Some(child.id() as i32);
+        g.child = Some(child);
+        let mp = g.mp.clone();
+        let ok = wait_for(Duration::from_secs(20), || {
+            is_mounted(&mp) || g.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        });
+        assert!(ok && is_mounted(&g.mp), "{exe} -f did not mount {} on {}", special.display(), g.mp.display());
+        g
+    }
+
+    /// Unmount and wait for the server to write back and exit; returns its
+    /// exit status. After this the image is complete and clean.
+    pub fn unmount_wait(&mut self) -> Option<ExitStatus> {
+        let mp = self.mp.clone();
+        assert!(
+            wait_for(Duration::from_secs(10), || umount_path(&mp, 0) == 0 || !is_mounted(&mp)),
+            "cannot unmount {}",
+            mp.display()
+        );
+        self.wait_exit(Duration::from_secs(120))
+    }
+
     /// Path inside the mount.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mp.join(rel)
@@ -394,4 +432,151 @@ pub fn cvt(r: i32) -> Result<i32, i32> {
 /// A path as a C string.
 pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// What `compare_trees` checks besides names, types and contents.
+#[derive(Clone, Copy)]
+pub struct CompareOpts {
+    pub owners: bool,
+    pub nlink: bool,
+    pub file_mtime: bool,
+    pub dir_mtime: bool,
+}
+
+impl CompareOpts {
+    pub const ALL: CompareOpts = CompareOpts { owners: true, nlink: true, file_mtime: true, dir_mtime: true };
+}
+
+fn read_chunk(p: &Path, off: u64, len: usize) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    f.seek(SeekFrom::Start(off)).unwrap();
+    let mut v = Vec::new();
+    f.take(len as u64).read_to_end(&mut v).unwrap();
+    v
+}
+
+/// Compare two trees entry by entry (lstat fields and contents; symlink
+/// targets; device numbers), ignoring `lost+found` at the top of either.
+/// Returns a list of differences (empty = equal). Files over 64 MiB are
+/// compared at their start, middle and end (1 MiB each).
+pub fn compare_trees(a: &Path, b: &Path, o: CompareOpts) -> Vec<String> {
+    let mut diffs = Vec::new();
+    compare_dir(a, b, o, &mut diffs, true);
+    diffs
+}
+
+fn names(d: &Path, top: bool) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = std::fs::read_dir(d)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", d.display()))
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !(top && n == "lost+found"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn compare_dir(a: &Path, b: &Path, o: CompareOpts, diffs: &mut Vec<String>, top: bool) {
+    let (na, nb) = (names(a, top), names(b, top));
+    if na != nb {
+        diffs.push(format!("{}: entries differ: {:?} vs {:?}", b.display(), na, nb));
+        return;
+    }
+    for n in na {
+        let (pa, pb) = (a.join(&n), b.join(&n));
+        let (sa, sb) = (lstat(&pa), lstat(&pb));
+        let mut d = |what: &str, x: String, y: String| {
+            if x != y {
+                diffs.push(format!("{}: {what} {x} vs {y}", pb.display()));
+            }
+        };
+        d("mode", format!("{:o}", sa.st_mode), format!("{:o}", sb.st_mode));
+        if o.owners {
+            d("owner", format!("{}:{}", sa.st_uid, sa.st_gid), format!("{}:{}", sb.st_uid, sb.st_gid));
+        }
+        let fmt = sa.st_mode & libc::S_IFMT;
+        let is_dir = fmt == libc::S_IFDIR;
+        if o.nlink && !is_dir {
+            d("nlink", sa.st_nlink.to_string(), sb.st_nlink.to_string());
+        }
+        if (is_dir && o.dir_mtime) || (!is_dir && o.file_mtime && fmt != libc::S_IFLNK) {
+            d("mtime", sa.st_mtime.to_string(), sb.st_mtime.to_string());
+        }
+        match fmt {
+            libc::S_IFREG => {
+                d("size", sa.st_size.to_string(), sb.st_size.to_string());
+                if sa.st_size == sb.st_size {
+                    let size = sa.st_size as u64;
+                    let same = if size <= 64 << 20 {
+                        std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap()
+                    } else {
+                        [0, size / 2, size - (1 << 20)]
+                            .iter()
+                            .all(|&off| read_chunk(&pa, off, 1 << 20) == read_chunk(&pb, off, 1 << 20))
+                    };
+                    if !same {
+                        diffs.push(format!("{}: contents differ", pb.display()));
+                    }
+                }
+            }
+            libc::S_IFLNK => d(
+                "link target",
+                format!("{:?}", std::fs::read_link(&pa).unwrap()),
+                format!("{:?}", std::fs::read_link(&pb).unwrap()),
+            ),
+            libc::S_IFCHR | libc::S_IFBLK => d("rdev", sa.st_rdev.to_string(), sb.st_rdev.to_string()),
+            libc::S_IFDIR => compare_dir(&pa, &pb, o, diffs, false),
+            _ => {}
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for file contents.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Run a command to completion (bounded); panics with its output on failure.
+pub fn must(cmd: &mut Command) -> Output {
+    let out = run_timeout(cmd, Duration::from_secs(300));
+    assert!(
+        out.status.success(),
+        "{:?} failed: {:?}\n{}{}",
+        cmd,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A kernel loop mount (read-only) that is always undone.
+pub struct KernelMount {
+    pub mp: PathBuf,
+}
+
+impl KernelMount {
+    pub fn new(fstype: &str, image: &Path) -> KernelMount {
+        let mp = temp_dir("kmount");
+        must(Command::new("mount").args(["-t", fstype, "-o", "loop,ro"]).arg(image).arg(&mp));
+        KernelMount { mp }
+    }
+}
+
+impl Drop for KernelMount {
+    fn drop(&mut self) {
+        let mp = self.mp.clone();
+        if !wait_for(Duration::from_secs(5), || umount_path(&mp, 0) == 0 || !is_mounted(&mp)) {
+            umount_path(&mp, libc::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir(&self.mp);
+    }
 }
