@@ -62,6 +62,29 @@ pub struct MsdosOptions {
     pub partition: Option<u32>,
     /// chmod/chown that FAT cannot store succeed silently (Linux `quiet`).
     pub quiet: bool,
+    /// Buffer cache budget in bytes (`cache=SIZE`).
+    pub cache_bytes: usize,
+    /// Every change is on the device when its call returns (`sync`).
+    pub sync: bool,
+}
+
+/// Default buffer cache budget of one mount.
+pub const DEFAULT_CACHE_BYTES: usize = 48 << 20;
+/// Smallest budget accepted (a few of the largest buffers).
+pub const MIN_CACHE_BYTES: usize = 4 << 20;
+
+/// `N` with an optional k/m/g suffix (powers of 1024).
+fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 impl Default for MsdosOptions {
@@ -75,6 +98,8 @@ impl Default for MsdosOptions {
             shortname: ShortnameMode::Mixed,
             partition: None,
             quiet: false,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            sync: false,
         }
     }
 }
@@ -106,7 +131,8 @@ impl MsdosOptions {
     /// (`uid=`, `gid=`, `umask=`, `dmask=`, `fmask=`, `shortname=`, `tz=UTC`
     /// or `tz=±HH:MM`, `time_offset=MINUTES`, `quiet`, `utf8`,
     /// `iocharset=utf8`) and as NetBSD mount_msdos does (`u=`, `g=`, `m=`,
-    /// `M=`: most permissions of files / directories), plus `partition=N`.
+    /// `M=`: most permissions of files / directories), plus `partition=N`,
+    /// `cache=SIZE` (buffer cache budget) and `sync`/`async`.
     /// Errors: EINVAL, logged with the option.
     pub fn parse(args: &MountArgs) -> KResult<MsdosOptions> {
         let mut o = MsdosOptions::default();
@@ -178,6 +204,16 @@ impl MsdosOptions {
                     o.partition = Some(n);
                 }
                 "quiet" if v.is_none() => o.quiet = true,
+                "sync" if v.is_none() => o.sync = true,
+                "async" if v.is_none() => o.sync = false,
+                "cache" => {
+                    let n =
+                        parse_size(need()?).ok_or_else(|| bad("not a size (N with k, m or g)"))?;
+                    if n < MIN_CACHE_BYTES as u64 {
+                        return Err(bad("below 4m"));
+                    }
+                    o.cache_bytes = usize::try_from(n).map_err(|_| bad("too large"))?;
+                }
                 "utf8"
                     if v.is_none() || v.as_deref() == Some("1") || v.as_deref() == Some("yes") => {}
                 "iocharset" if v.as_deref() == Some("utf8") || v.as_deref() == Some("utf-8") => {}
@@ -774,7 +810,11 @@ mod tests {
         assert_eq!((o.fmask, o.dmask, o.uid, o.gid), (0o133, 0o022, 1000, 100));
         let o = MsdosOptions::parse(&MountArgs::parse("time_offset=-60")).unwrap();
         assert_eq!(o.tz_off, -3600);
+        let o = MsdosOptions::parse(&MountArgs::parse("cache=64m,sync")).unwrap();
+        assert_eq!((o.cache_bytes, o.sync), (64 << 20, true));
         for bad in [
+            "cache=1k",
+            "cache=lots",
             "bogus",
             "uid=x",
             "umask=999",

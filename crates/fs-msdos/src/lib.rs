@@ -20,6 +20,8 @@
 //! | `shortname=lower\|win95\|winnt\|mixed` | short-name display and creation (as Linux) | `mixed` |
 //! | `partition=N` | partition of a partitioned device (1-based) | first FAT partition |
 //! | `quiet` | chmod/chown FAT cannot store succeed silently | EPERM |
+//! | `sync` / `async` | every change on the device when its call returns / delayed write-back (syncer every 5 s, sync, fsync, unmount) | `async` |
+//! | `cache=SIZE` | buffer cache budget (k, m, g suffixes; at least 4m) | 48m |
 //! | `utf8`, `iocharset=utf8`, `noatime`, `relatime`, `nodev`, `nosuid`, `noexec` | accepted, no effect (names are always UTF-8) | |
 //!
 //! **Local time.** FAT stores local time. A driver has no access to the

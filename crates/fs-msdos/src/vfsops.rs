@@ -18,8 +18,6 @@ use crate::format::{
 use crate::fs::{Fs, MsdosOptions};
 use crate::vnops::root_vnode;
 
-/// Buffer cache budget of one mount.
-pub const CACHE_BUDGET: usize = 48 << 20;
 /// How often the syncer writes back delayed writes.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -132,7 +130,7 @@ pub fn mount_dev(dev: Arc<dyn BlockDevice>, args: &MountArgs) -> KResult<(Arc<Mo
         log::warn!("msdosfs: boot sector lacks the 0x55AA signature; mounting anyway");
     }
     let mut rdonly = args.rdonly || dev.is_read_only();
-    let cache = BufCache::new(dev, CACHE_BUDGET);
+    let cache = BufCache::new(dev, opts.cache_bytes);
     let mut fsinfo = FsInfo::default();
     let mut fsinfo_ok = false;
     if let Some(sec) = geo.fsinfo_sector {

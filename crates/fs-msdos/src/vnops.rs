@@ -347,6 +347,14 @@ impl MsdosNode {
         }
     }
 
+    /// With `-o sync`, put every change on the device before returning.
+    fn sync_if_asked(&self) -> KResult<()> {
+        if self.fs.opts.sync {
+            self.fs.cache.sync(true)?;
+        }
+        Ok(())
+    }
+
     /// ENOENT when this directory was removed (entries cannot be added to it).
     fn check_linked(&self) -> KResult<()> {
         if self.st.enter().unlinked {
@@ -494,6 +502,7 @@ impl VnodeOps for MsdosNode {
             st.root_times = Some((a, mt));
             return Ok(());
         }
+        let sync = self.fs.opts.sync;
         if let Some(x) = sa.atime {
             st.e.adate = unix_to_dos(t(x), o.tz_off).0;
         }
@@ -508,7 +517,12 @@ impl VnodeOps for MsdosNode {
             st.e.ctime = tm;
             st.e.ctime_tenth = tenth;
         }
-        self.write_back(&st)
+        self.write_back(&st)?;
+        drop(st);
+        if sync {
+            self.fs.cache.sync(true)?;
+        }
+        Ok(())
     }
 
     fn lookup(&self, dvp: &Vnode, name: &[u8]) -> KResult<VnodeRef> {
@@ -535,6 +549,7 @@ impl VnodeOps for MsdosNode {
         let e = self.new_entry(attr, 0);
         let pos = self.add_entry(&name, &e, None, false)?;
         self.touch_dir();
+        self.sync_if_asked()?;
         let e = self.fs.read_entry(pos)?;
         let mp = self.mount(dvp)?;
         get_vnode(&self.fs, &mp, pos, &e, self.ino)
@@ -591,6 +606,7 @@ impl VnodeOps for MsdosNode {
         };
         self.adjust_subdirs(1);
         self.touch_dir();
+        self.sync_if_asked()?;
         let e = fs.read_entry(pos)?;
         let mp = self.mount(dvp)?;
         get_vnode(fs, &mp, pos, &e, self.ino)
@@ -605,7 +621,7 @@ impl VnodeOps for MsdosNode {
         self.unlink_node(dvp, &f)?;
         self.delete_entry(&f)?;
         self.touch_dir();
-        Ok(())
+        self.sync_if_asked()
     }
 
     fn rmdir(&self, dvp: &Vnode, name: &[u8]) -> KResult<()> {
@@ -624,7 +640,7 @@ impl VnodeOps for MsdosNode {
         self.delete_entry(&f)?;
         self.adjust_subdirs(-1);
         self.touch_dir();
-        Ok(())
+        self.sync_if_asked()
     }
 
     fn rename(
@@ -736,7 +752,7 @@ impl VnodeOps for MsdosNode {
         if !same_dir {
             tdir.touch_dir();
         }
-        Ok(())
+        self.sync_if_asked()
     }
 
     fn read(&self, _vp: &Vnode, uio: &mut Uio<'_>, _ioflag: u32) -> KResult<()> {
@@ -750,12 +766,8 @@ impl VnodeOps for MsdosNode {
         if self.is_dir {
             return Err(Errno::EISDIR);
         }
-        MsdosNode::write(
-            self,
-            uio,
-            iof & ioflag::IO_APPEND != 0,
-            iof & (ioflag::IO_SYNC | ioflag::IO_DSYNC) != 0,
-        )
+        let sync = iof & (ioflag::IO_SYNC | ioflag::IO_DSYNC) != 0 || self.fs.opts.sync;
+        MsdosNode::write(self, uio, iof & ioflag::IO_APPEND != 0, sync)
     }
 
     fn fsync(&self, _vp: &Vnode, _datasync: bool) -> KResult<()> {

@@ -589,3 +589,33 @@ fn fsinfo_kept_up_to_date() {
         mp.unmount(false).unwrap();
     }
 }
+
+/// `-o sync`: changes are on the device when the call returns (mtools sees
+/// them while the file system is still mounted).
+#[test]
+fn sync_option() {
+    let t = TempDir::new("syncopt");
+    let img = t.path().join("img");
+    mkfs(&img, 16, 512, 4, 16, &[]);
+    let mp = mount(&img, "sync,cache=8m");
+    let r = mp.root().unwrap();
+    let f = write_file(&r, "synced file.txt", b"on the device\n");
+    r.mkdir(b"synced dir", 0o755, &c()).unwrap();
+    let out = t.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    run(mtools("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(&img)
+        .arg("::synced file.txt")
+        .arg(&out));
+    assert_eq!(
+        std::fs::read(out.join("synced file.txt")).unwrap(),
+        b"on the device\n"
+    );
+    let listing = run(mtools("mdir").arg("-b").arg("-i").arg(&img).arg("::"));
+    assert!(listing.contains("synced dir"), "{listing}");
+    drop((r, f));
+    mp.unmount(false).unwrap();
+    assert_fsck_clean(&img);
+}
