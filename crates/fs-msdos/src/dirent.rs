@@ -313,6 +313,24 @@ pub fn normalize(name: &[u8]) -> Option<String> {
     Some(t.to_string())
 }
 
+/// May a new entry be called `name` (already normalised)? Linux vfat's
+/// extra rules for created names: no trailing space, and not one of the
+/// MS-DOS device names (`CON`, `PRN`, `AUX`, `NUL`, `COM1`..`COM9`,
+/// `LPT1`..`LPT9`, with or without an extension).
+pub fn valid_new_name(name: &str) -> bool {
+    if name.ends_with(' ') {
+        return false;
+    }
+    let base = name.split('.').next().unwrap_or("").to_ascii_uppercase();
+    let dev3 = ["CON", "PRN", "AUX", "NUL"];
+    let dev4 = ["COM", "LPT"];
+    let b = base.as_bytes();
+    !(dev3.contains(&base.as_str())
+        || b.len() == 4
+            && dev4.iter().any(|d| base.starts_with(d))
+            && (b'1'..=b'9').contains(&b[3]))
+}
+
 /// Case-fold a name for comparison (Unicode simple upper case, one
 /// character at a time, as Windows' up-case table does).
 pub fn fold(s: &str) -> String {
@@ -609,6 +627,23 @@ mod tests {
         assert_eq!(normalize(&[0xff, 0xfe]), None);
         assert_eq!(normalize("x".repeat(256).as_bytes()), None);
         assert!(normalize("x".repeat(255).as_bytes()).is_some());
+        for bad in [
+            "trailing ",
+            "CON",
+            "con.txt",
+            "Nul",
+            "aux.c",
+            "COM1",
+            "lpt9.x",
+            "prn",
+        ] {
+            assert!(!valid_new_name(bad), "{bad}");
+        }
+        for good in [
+            " leading", "CONSOLE", "COM", "COM10", "lpt0", "mid dle", "nul1",
+        ] {
+            assert!(valid_new_name(good), "{good}");
+        }
         assert!(names_equal("readme.TXT", "README.txt"));
         assert!(names_equal("ünï", "ÜNÏ"));
         let b = basis("README.TXT");

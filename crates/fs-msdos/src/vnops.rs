@@ -76,9 +76,11 @@ fn node_of(vp: &Vnode) -> KResult<&MsdosNode> {
     vp.data::<MsdosNode>().ok_or(Errno::EXDEV)
 }
 
-/// A name as FAT stores it, or EINVAL.
+/// A name as FAT stores it for a new entry, or EINVAL.
 fn fat_name(name: &[u8]) -> KResult<String> {
-    normalize(name).ok_or(Errno::EINVAL)
+    normalize(name)
+        .filter(|n| valid_new_name(n))
+        .ok_or(Errno::EINVAL)
 }
 
 fn now_dos(fs: &Fs) -> (u16, u16, u8) {

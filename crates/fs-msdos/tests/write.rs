@@ -398,6 +398,10 @@ fn unsupported_operations() {
         "quo\"te",
         "...",
         "ctl\u{1}",
+        "trailing ",
+        "CON",
+        "nul.txt",
+        "COM3",
     ] {
         assert_eq!(
             r.create(bad.as_bytes(), 0o644, &c()).unwrap_err(),
