@@ -125,7 +125,22 @@ fn check(fat: u32, sector: u32, spc: u32, mb: u64, seed: u64) {
     let t = TempDir::new(&format!("fsx{fat}"));
     let img = t.path().join("img");
     mkfs(&img, fat, sector, spc, mb, &[]);
-    let files = run_ops(&img, seed, 2500, 600_000);
+    // MSDOS_FSX_OPS=100000 for a long run.
+    let ops = std::env::var("MSDOS_FSX_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2500);
+    // MSDOS_FSX_SEED=N shifts the seeds.
+    let shift: u64 = std::env::var("MSDOS_FSX_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let files = run_ops(
+        &img,
+        seed.wrapping_add(shift.wrapping_mul(1_000_003)),
+        ops,
+        600_000,
+    );
     assert_fsck_clean(&img);
     let out = t.path().join("out");
     mcopy_out(&img, &out);
