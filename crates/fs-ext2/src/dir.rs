@@ -13,6 +13,8 @@
 //! one makes the operation fail with EIO. Walks are bounded by the
 //! directory's size, which is bounded by its block map.
 
+use std::collections::HashMap;
+
 use rumpkern::{Errno, KResult};
 
 use crate::bmap::{self, MapCache};
@@ -23,6 +25,100 @@ use crate::fs::Ext2Fs;
 #[derive(Clone, Debug)]
 pub(crate) struct Found {
     pub ino: u32,
+}
+
+/// Directories of at least this many blocks get an in-memory index.
+pub(crate) const INDEX_MIN_BLOCKS: u64 = 2;
+/// Directories larger than this many bytes are not indexed (memory bound).
+pub(crate) const INDEX_MAX_BYTES: u64 = 64 << 20;
+
+/// In-memory index of a large directory, kept by its node while the vnode
+/// lives (NetBSD and Linux ext2 scan linearly; this makes lookups and
+/// insertions in large directories cost one block instead of all of
+/// them). It is built by one full scan, updated by every change this
+/// driver makes (they all hold the directory's node lock), and dropped on
+/// any error.
+pub(crate) struct DirIndex {
+    /// Name → (inode, logical block holding the entry).
+    names: HashMap<Vec<u8>, (u32, u64)>,
+    /// Per logical block: the largest record a new entry could take there.
+    free: Vec<usize>,
+}
+
+impl DirIndex {
+    fn set_free(&mut self, lbn: u64, f: usize) {
+        if let Some(x) = self.free.get_mut(lbn as usize) {
+            *x = f;
+        }
+    }
+}
+
+/// Largest record a new entry could take in directory block `blk`.
+fn block_free(fs: &Ext2Fs, dino: u32, blk: &[u8]) -> KResult<usize> {
+    let mut best = 0;
+    scan_block(fs, dino, blk, |_, h, _| {
+        let f = if h.ino == 0 {
+            h.rec_len
+        } else {
+            h.rec_len.saturating_sub(dirent_size(h.name_len))
+        };
+        best = best.max(f);
+        None::<()>
+    })?;
+    Ok(best)
+}
+
+/// Build the index of a large directory if it has none.
+fn ensure_index(fs: &Ext2Fs, dino: u32, d: &Inode, ix: &mut Option<DirIndex>) -> KResult<()> {
+    if ix.is_some() {
+        return Ok(());
+    }
+    let n = dir_blocks(fs, dino, d)?;
+    if n < INDEX_MIN_BLOCKS || d.size > INDEX_MAX_BYTES {
+        return Ok(());
+    }
+    let mut x = DirIndex {
+        names: HashMap::new(),
+        free: Vec::with_capacity(n as usize),
+    };
+    let mut mc = MapCache::default();
+    for lbn in 0..n {
+        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+            x.free.push(0);
+            continue;
+        };
+        scan_block(fs, dino, &blk, |_, h, name| {
+            if h.ino != 0 {
+                x.names.entry(name.to_vec()).or_insert((h.ino, lbn));
+            }
+            None::<()>
+        })?;
+        x.free.push(block_free(fs, dino, &blk)?);
+    }
+    *ix = Some(x);
+    Ok(())
+}
+
+/// Blocks that may hold `name`: the indexed one, or all of them.
+fn candidates(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    ix: &mut Option<DirIndex>,
+    name: &[u8],
+) -> KResult<Vec<u64>> {
+    ensure_index(fs, dino, d, ix)?;
+    Ok(match ix.as_ref() {
+        Some(x) => x.names.get(name).map(|&(_, l)| vec![l]).unwrap_or_default(),
+        None => (0..dir_blocks(fs, dino, d)?).collect(),
+    })
+}
+
+fn invalidate_on_error<T>(ix: &mut Option<DirIndex>, r: KResult<T>) -> KResult<T> {
+    if r.is_err() {
+        *ix = None;
+    }
+    r
 }
 
 /// Number of whole blocks in directory `d`. A directory has no holes, so
@@ -86,15 +182,26 @@ pub(crate) fn scan_block<T>(
     Ok(None)
 }
 
-/// Find `name` in directory `d` (number `dino`).
-pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<Option<Found>> {
+/// Find `name` in directory `d` (number `dino`); through the index
+/// when the directory has one (built here for a large directory).
+pub(crate) fn lookup(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    name: &[u8],
+    ix: &mut Option<DirIndex>,
+) -> KResult<Option<Found>> {
+    ensure_index(fs, dino, d, ix)?;
+    if let Some(x) = ix {
+        return Ok(x.names.get(name).map(|&(ino, _)| Found { ino }));
+    }
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, dino, d)? {
         let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
         let r = scan_block(fs, dino, &blk, |_, h, n| {
-            (h.ino != 0 && n == name).then(|| Found { ino: h.ino })
+            (h.ino != 0 && n == name).then_some(Found { ino: h.ino })
         })?;
         if r.is_some() {
             return Ok(r);
@@ -104,7 +211,16 @@ pub(crate) fn lookup(fs: &Ext2Fs, dino: u32, d: &Inode, name: &[u8]) -> KResult<
 }
 
 /// Is directory `d` empty (only `.`, `..` and unused entries)?
-pub(crate) fn is_empty(fs: &Ext2Fs, dino: u32, d: &Inode) -> KResult<bool> {
+pub(crate) fn is_empty(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &Inode,
+    ix: &mut Option<DirIndex>,
+) -> KResult<bool> {
+    ensure_index(fs, dino, d, ix)?;
+    if let Some(x) = ix {
+        return Ok(x.names.keys().all(|n| n == b"." || n == b".."));
+    }
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, dino, d)? {
         let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
@@ -168,27 +284,34 @@ pub(crate) fn set_entry(
     name: &[u8],
     ino: u32,
     ftype: u8,
+    ix: &mut Option<DirIndex>,
 ) -> KResult<u32> {
-    let mut mc = MapCache::default();
-    for lbn in 0..dir_blocks(fs, dino, d)? {
-        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
-            continue;
-        };
-        let hit = scan_block(fs, dino, &blk, |off, h, n| {
-            (h.ino != 0 && n == name).then_some((off, *h))
-        })?;
-        if let Some((off, h)) = hit {
-            let nh = DirentHdr {
-                ino,
-                ftype: if fs.geo.filetype { ftype } else { 0 },
-                ..h
+    let r = (|| {
+        let mut mc = MapCache::default();
+        for lbn in candidates(fs, dino, d, ix, name)? {
+            let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+                continue;
             };
-            put_dirent(&mut blk, off, &nh, fs.geo.filetype)?;
-            fs.bio.bwrite(p, &blk)?;
-            return Ok(h.ino);
+            let hit = scan_block(fs, dino, &blk, |off, h, n| {
+                (h.ino != 0 && n == name).then_some((off, *h))
+            })?;
+            if let Some((off, h)) = hit {
+                let nh = DirentHdr {
+                    ino,
+                    ftype: if fs.geo.filetype { ftype } else { 0 },
+                    ..h
+                };
+                put_dirent(&mut blk, off, &nh, fs.geo.filetype)?;
+                fs.bio.bwrite(p, &blk)?;
+                if let Some(x) = ix.as_mut() {
+                    x.names.insert(name.to_vec(), (ino, lbn));
+                }
+                return Ok(h.ino);
+            }
         }
-    }
-    Err(Errno::ENOENT)
+        Err(Errno::ENOENT)
+    })();
+    invalidate_on_error(ix, r)
 }
 
 /// Rename the entry `old` (pointing at `ino`) to `new` inside its own
@@ -201,35 +324,44 @@ pub(crate) fn rename_in_place(
     old: &[u8],
     new: &[u8],
     ino: u32,
+    ix: &mut Option<DirIndex>,
 ) -> KResult<bool> {
-    let mut mc = MapCache::default();
-    for lbn in 0..dir_blocks(fs, dino, d)? {
-        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
-            continue;
-        };
-        let hit = scan_block(fs, dino, &blk, |off, h, n| {
-            (h.ino != 0 && n == old).then_some((off, *h))
-        })?;
-        let Some((off, h)) = hit else { continue };
-        if h.ino != ino {
-            return Err(Errno::ENOENT);
+    let r = (|| {
+        let mut mc = MapCache::default();
+        for lbn in candidates(fs, dino, d, ix, old)? {
+            let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+                continue;
+            };
+            let hit = scan_block(fs, dino, &blk, |off, h, n| {
+                (h.ino != 0 && n == old).then_some((off, *h))
+            })?;
+            let Some((off, h)) = hit else { continue };
+            if h.ino != ino {
+                return Err(Errno::ENOENT);
+            }
+            if h.rec_len < dirent_size(new.len()) {
+                return Ok(false);
+            }
+            write_entry(
+                &mut blk,
+                off,
+                h.rec_len,
+                new,
+                h.ino,
+                h.ftype,
+                fs.geo.filetype,
+            )?;
+            fs.bio.bwrite(p, &blk)?;
+            if let Some(x) = ix.as_mut() {
+                x.names.remove(old);
+                x.names.insert(new.to_vec(), (ino, lbn));
+                x.set_free(lbn, block_free(fs, dino, &blk)?);
+            }
+            return Ok(true);
         }
-        if h.rec_len < dirent_size(new.len()) {
-            return Ok(false);
-        }
-        write_entry(
-            &mut blk,
-            off,
-            h.rec_len,
-            new,
-            h.ino,
-            h.ftype,
-            fs.geo.filetype,
-        )?;
-        fs.bio.bwrite(p, &blk)?;
-        return Ok(true);
-    }
-    Err(Errno::ENOENT)
+        Err(Errno::ENOENT)
+    })();
+    invalidate_on_error(ix, r)
 }
 
 /// Remove the entry `name` (which must point at `ino`): the space goes to
@@ -241,21 +373,23 @@ pub(crate) fn remove_entry(
     d: &Inode,
     name: &[u8],
     ino: u32,
+    ix: &mut Option<DirIndex>,
 ) -> KResult<u8> {
-    let mut mc = MapCache::default();
-    for lbn in 0..dir_blocks(fs, dino, d)? {
-        let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
-            continue;
-        };
-        let mut prev: Option<(usize, DirentHdr)> = None;
-        let hit = scan_block(fs, dino, &blk, |off, h, n| {
-            if h.ino != 0 && n == name {
-                return Some((off, *h, prev));
-            }
-            prev = Some((off, *h));
-            None
-        })?;
-        if let Some((off, h, prev)) = hit {
+    let r = (|| {
+        let mut mc = MapCache::default();
+        for lbn in candidates(fs, dino, d, ix, name)? {
+            let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+                continue;
+            };
+            let mut prev: Option<(usize, DirentHdr)> = None;
+            let hit = scan_block(fs, dino, &blk, |off, h, n| {
+                if h.ino != 0 && n == name {
+                    return Some((off, *h, prev));
+                }
+                prev = Some((off, *h));
+                None
+            })?;
+            let Some((off, h, prev)) = hit else { continue };
             if h.ino != ino {
                 return Err(Errno::ENOENT);
             }
@@ -273,17 +407,23 @@ pub(crate) fn remove_entry(
                 }
             }
             fs.bio.bwrite(p, &blk)?;
+            if let Some(x) = ix.as_mut() {
+                x.names.remove(name);
+                x.set_free(lbn, block_free(fs, dino, &blk)?);
+            }
             return Ok(h.ftype);
         }
-    }
-    Err(Errno::ENOENT)
+        Err(Errno::ENOENT)
+    })();
+    invalidate_on_error(ix, r)
 }
 
 /// Add the entry `name` → `ino` to directory `d`, in the first block with
 /// room (splitting an entry's slack), else in a new block appended to the
 /// directory. `d.size`, `d.block`, `d.blocks` may change: the caller
-/// writes the inode (before or after, see `vnops`). Returns true if the
-/// directory grew. Errors: ENOSPC, EFBIG, EIO.
+/// writes the inode. `resv`: the caller may use root's reserved blocks.
+/// Returns true if the directory grew. Errors: ENOSPC, EFBIG, EIO.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn add_entry(
     fs: &Ext2Fs,
     dino: u32,
@@ -292,13 +432,40 @@ pub(crate) fn add_entry(
     ino: u32,
     ftype: u8,
     resv: bool,
+    ix: &mut Option<DirIndex>,
+) -> KResult<bool> {
+    ensure_index(fs, dino, d, ix)?;
+    let r = add_entry_inner(fs, dino, d, name, ino, ftype, resv, ix);
+    invalidate_on_error(ix, r)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_entry_inner(
+    fs: &Ext2Fs,
+    dino: u32,
+    d: &mut Inode,
+    name: &[u8],
+    ino: u32,
+    ftype: u8,
+    resv: bool,
+    ix: &mut Option<DirIndex>,
 ) -> KResult<bool> {
     let need = dirent_size(name.len());
     let ft = if fs.geo.filetype { ftype } else { 0 };
     let bs = fs.geo.block_size as usize;
     let mut mc = MapCache::default();
     let nblocks = dir_blocks(fs, dino, d)?;
-    for lbn in 0..nblocks {
+    let cands: Vec<u64> = match ix.as_ref() {
+        Some(x) => x
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| **f >= need)
+            .map(|(l, _)| l as u64)
+            .collect(),
+        None => (0..nblocks).collect(),
+    };
+    for lbn in cands {
         let Some((p, mut blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
@@ -326,6 +493,10 @@ pub(crate) fn add_entry(
         };
         write_entry(&mut blk, eoff, rec_len, name, ino, ft, fs.geo.filetype)?;
         fs.bio.bwrite(p, &blk)?;
+        if let Some(x) = ix.as_mut() {
+            x.names.entry(name.to_vec()).or_insert((ino, lbn));
+            x.set_free(lbn, block_free(fs, dino, &blk)?);
+        }
         return Ok(false);
     }
     // Append a block.
@@ -345,6 +516,14 @@ pub(crate) fn add_entry(
     write_entry(&mut blk, 0, bs, name, ino, ft, fs.geo.filetype)?;
     fs.bio.bwrite(p, &blk)?;
     d.size += bs as u64;
+    if let Some(x) = ix.as_mut() {
+        x.names.entry(name.to_vec()).or_insert((ino, nblocks));
+        if x.free.len() as u64 == nblocks {
+            x.free.push(block_free(fs, dino, &blk)?);
+        } else {
+            *ix = None;
+        }
+    }
     Ok(true)
 }
 

@@ -49,6 +49,8 @@ pub struct Ext2Node {
     ino: u32,
     vtype: VType,
     inner: Mutex<Inode>,
+    /// Index of a large directory (`dir::DirIndex`); taken after `inner`.
+    dindex: Mutex<Option<dir::DirIndex>>,
 }
 
 static GENERATION: AtomicU32 = AtomicU32::new(0);
@@ -142,6 +144,7 @@ fn load(fs: &Arc<Ext2Fs>, ino: u32) -> KResult<(VType, Box<dyn VnodeOps>)> {
             ino,
             vtype: vt,
             inner: Mutex::new(inode),
+            dindex: Mutex::new(None),
         }),
     ))
 }
@@ -446,7 +449,16 @@ impl Ext2Node {
         let r = {
             let mut d = lk(&self.inner);
             let r = self.dir_prepare(&mut d).and_then(|_| {
-                dir::add_entry(fs, self.ino, &mut d, name, ino, ftype_of_mode(ifmt), resv)
+                dir::add_entry(
+                    fs,
+                    self.ino,
+                    &mut d,
+                    name,
+                    ino,
+                    ftype_of_mode(ifmt),
+                    resv,
+                    &mut lk(&self.dindex),
+                )
             });
             match r {
                 Ok(_) => {
@@ -486,7 +498,7 @@ impl Ext2Node {
         if d.links == 0 {
             return Err(Errno::ENOENT);
         }
-        dir::lookup(&self.fs, self.ino, &d, name)?.ok_or(Errno::ENOENT)
+        dir::lookup(&self.fs, self.ino, &d, name, &mut lk(&self.dindex))?.ok_or(Errno::ENOENT)
     }
 
     /// Change a node's link count by `delta` (ctime too) and write it.
@@ -511,7 +523,7 @@ impl Ext2Node {
     fn unlink_entry(&self, name: &[u8], ino: u32, dir_links: i32) -> KResult<()> {
         let mut d = lk(&self.inner);
         self.dir_prepare(&mut d)?;
-        dir::remove_entry(&self.fs, self.ino, &d, name, ino)?;
+        dir::remove_entry(&self.fs, self.ino, &d, name, ino, &mut lk(&self.dindex))?;
         let t = now();
         d.mtime = t;
         d.ctime = t;
@@ -726,9 +738,18 @@ impl VnodeOps for Ext2Node {
         n.adjust_links(1)?;
         let r = {
             let mut d = lk(&self.inner);
-            let r = self
-                .dir_prepare(&mut d)
-                .and_then(|_| dir::add_entry(&self.fs, self.ino, &mut d, name, n.ino, ft, true));
+            let r = self.dir_prepare(&mut d).and_then(|_| {
+                dir::add_entry(
+                    &self.fs,
+                    self.ino,
+                    &mut d,
+                    name,
+                    n.ino,
+                    ft,
+                    true,
+                    &mut lk(&self.dindex),
+                )
+            });
             let t = now();
             d.mtime = t;
             d.ctime = t;
@@ -786,7 +807,7 @@ impl VnodeOps for Ext2Node {
             // directory, which e2fsck -p clears).
             let saved = {
                 let mut i = lk(&n.inner);
-                if !dir::is_empty(&self.fs, n.ino, &i)? {
+                if !dir::is_empty(&self.fs, n.ino, &i, &mut lk(&n.dindex))? {
                     return Err(Errno::ENOTEMPTY);
                 }
                 let saved = i.links;
@@ -858,7 +879,7 @@ impl VnodeOps for Ext2Node {
                 if tdirp {
                     let tn = node(tvp)?;
                     let i = lk(&tn.inner);
-                    if !dir::is_empty(fs, tn.ino, &i)? {
+                    if !dir::is_empty(fs, tn.ino, &i, &mut lk(&tn.dindex))? {
                         return Err(Errno::ENOTEMPTY);
                     }
                 }
@@ -883,7 +904,15 @@ impl VnodeOps for Ext2Node {
             if fdvp.ino() == tdvp.ino() && tvp.is_none() {
                 let mut d = lk(&fdir.inner);
                 fdir.dir_prepare(&mut d)?;
-                if dir::rename_in_place(fs, fdir.ino, &d, fname, tname, src.ino)? {
+                if dir::rename_in_place(
+                    fs,
+                    fdir.ino,
+                    &d,
+                    fname,
+                    tname,
+                    src.ino,
+                    &mut lk(&fdir.dindex),
+                )? {
                     let t = now();
                     d.mtime = t;
                     d.ctime = t;
@@ -913,9 +942,9 @@ impl VnodeOps for Ext2Node {
                         saved
                     };
                     let mut d = lk(&tdir.inner);
-                    let r = tdir
-                        .dir_prepare(&mut d)
-                        .and_then(|_| dir::set_entry(fs, tdir.ino, &d, tname, src.ino, ft));
+                    let r = tdir.dir_prepare(&mut d).and_then(|_| {
+                        dir::set_entry(fs, tdir.ino, &d, tname, src.ino, ft, &mut lk(&tdir.dindex))
+                    });
                     if let Err(e) = r {
                         drop(d);
                         let mut i = lk(&tn.inner);
@@ -944,6 +973,7 @@ impl VnodeOps for Ext2Node {
                         src.ino,
                         ft,
                         alloc::may_use_reserved(fs, cred),
+                        &mut lk(&tdir.dindex),
                     );
                     if r.is_ok() {
                         let t = now();
@@ -968,7 +998,15 @@ impl VnodeOps for Ext2Node {
             i.links = i.links.saturating_sub(1);
             i.ctime = now();
             if moved {
-                dir::set_entry(fs, snode.ino, &i, b"..", tdir.ino, ftype::DIR)?;
+                dir::set_entry(
+                    fs,
+                    snode.ino,
+                    &i,
+                    b"..",
+                    tdir.ino,
+                    ftype::DIR,
+                    &mut lk(&snode.dindex),
+                )?;
             }
             snode.write(&i)
         })();

@@ -148,11 +148,11 @@ fn directory_workload_against_model() {
     }
     // model: (dir, name) -> (is_dir, ino)
     let mut model: BTreeMap<(usize, String), (bool, u64)> = BTreeMap::new();
-    for op in 0..3000 {
+    for op in 0..6000 {
         let root = mp.root().unwrap();
         let di = r.below(3) as usize;
         let dv = root.lookup(dirs[di].as_bytes(), &c).unwrap();
-        let name = format!("n{}_{}", r.below(150), "x".repeat(r.below(60) as usize));
+        let name = format!("n{}_{}", r.below(400), "x".repeat(r.below(60) as usize));
         let key = (di, name.clone());
         match r.below(8) {
             0..=2 => {
