@@ -70,31 +70,43 @@ pub const SUPERBLOCK_SIZE: usize = 1024;
 pub const EXT2_MAGIC: u16 = 0xEF53;
 /// Smallest and largest block size ext2 knows.
 pub const MIN_BLOCK_SIZE: u32 = 1024;
+/// Largest block size.
 pub const MAX_BLOCK_SIZE: u32 = 65536;
 /// Revision 0 ("good old") inode size and first non-reserved inode.
 pub const GOOD_OLD_INODE_SIZE: u32 = 128;
+/// First ordinary inode of revision 0.
 pub const GOOD_OLD_FIRST_INO: u32 = 11;
 /// `s_rev_level` values.
 pub const GOOD_OLD_REV: u32 = 0;
+/// Revision 1 ("dynamic": variable inode size, features).
 pub const DYNAMIC_REV: u32 = 1;
 
 /// Reserved inode numbers.
 pub const BAD_INO: u32 = 1;
+/// Root directory.
 pub const ROOT_INO: u32 = 2;
+/// Reserved group descriptor blocks (resize_inode).
 pub const RESIZE_INO: u32 = 7;
+/// The ext3 journal.
 pub const JOURNAL_INO: u32 = 8;
 
 /// `s_state` bits.
 pub const STATE_VALID: u16 = 0x0001;
+/// Errors were detected.
 pub const STATE_ERROR: u16 = 0x0002;
+/// Orphans being recovered.
 pub const STATE_ORPHANS: u16 = 0x0004;
 
 /// Number of block pointers in an inode: 12 direct, single, double and
 /// triple indirect.
 pub const N_BLOCKS: usize = 15;
+/// Direct block pointers in an inode.
 pub const NDIR_BLOCKS: usize = 12;
+/// Slot of the single indirect block.
 pub const IND_BLOCK: usize = 12;
+/// Slot of the double indirect block.
 pub const DIND_BLOCK: usize = 13;
+/// Slot of the triple indirect block.
 pub const TIND_BLOCK: usize = 14;
 
 /// Most links a file may have (EXT2_LINK_MAX).
@@ -107,60 +119,105 @@ pub const FAST_SYMLINK_MAX: usize = N_BLOCKS * 4 - 1;
 /// Compatible features (`s_feature_compat`): an implementation that does
 /// not know them may still read and write.
 pub mod compat {
+    /// Feature `dir_prealloc`.
     pub const DIR_PREALLOC: u32 = 0x0001;
+    /// Feature `imagic_inodes`.
     pub const IMAGIC_INODES: u32 = 0x0002;
+    /// Feature `has_journal`.
     pub const HAS_JOURNAL: u32 = 0x0004;
+    /// Feature `ext_attr`.
     pub const EXT_ATTR: u32 = 0x0008;
+    /// Feature `resize_inode`.
     pub const RESIZE_INODE: u32 = 0x0010;
+    /// Feature `dir_index`.
     pub const DIR_INDEX: u32 = 0x0020;
+    /// Feature `lazy_bg`.
     pub const LAZY_BG: u32 = 0x0040;
+    /// Feature `snapshot_bitmap`.
     pub const EXCLUDE_BITMAP: u32 = 0x0100;
+    /// Feature `sparse_super2`.
     pub const SPARSE_SUPER2: u32 = 0x0200;
+    /// Feature `fast_commit`.
     pub const FAST_COMMIT: u32 = 0x0400;
+    /// Feature `stable_inodes`.
     pub const STABLE_INODES: u32 = 0x0800;
+    /// Feature `orphan_file`.
     pub const ORPHAN_FILE: u32 = 0x1000;
 }
 
 /// Read-only compatible features (`s_feature_ro_compat`): an
 /// implementation that does not know one may read but must not write.
 pub mod ro_compat {
+    /// Feature `sparse_super`.
     pub const SPARSE_SUPER: u32 = 0x0001;
+    /// Feature `large_file`.
     pub const LARGE_FILE: u32 = 0x0002;
+    /// Feature `btree_dir`.
     pub const BTREE_DIR: u32 = 0x0004;
+    /// Feature `huge_file`.
     pub const HUGE_FILE: u32 = 0x0008;
+    /// Feature `uninit_bg`.
     pub const GDT_CSUM: u32 = 0x0010;
+    /// Feature `dir_nlink`.
     pub const DIR_NLINK: u32 = 0x0020;
+    /// Feature `extra_isize`.
     pub const EXTRA_ISIZE: u32 = 0x0040;
+    /// Feature `snapshot`.
     pub const HAS_SNAPSHOT: u32 = 0x0080;
+    /// Feature `quota`.
     pub const QUOTA: u32 = 0x0100;
+    /// Feature `bigalloc`.
     pub const BIGALLOC: u32 = 0x0200;
+    /// Feature `metadata_csum`.
     pub const METADATA_CSUM: u32 = 0x0400;
+    /// Feature `replica`.
     pub const REPLICA: u32 = 0x0800;
+    /// Feature `read-only`.
     pub const READONLY: u32 = 0x1000;
+    /// Feature `project`.
     pub const PROJECT: u32 = 0x2000;
+    /// Feature `shared_blocks`.
     pub const SHARED_BLOCKS: u32 = 0x4000;
+    /// Feature `verity`.
     pub const VERITY: u32 = 0x8000;
+    /// Feature `orphan_present`.
     pub const ORPHAN_PRESENT: u32 = 0x10000;
 }
 
 /// Incompatible features (`s_feature_incompat`): an implementation that
 /// does not know one must not mount at all.
 pub mod incompat {
+    /// Feature `compression`.
     pub const COMPRESSION: u32 = 0x0001;
+    /// Feature `filetype`.
     pub const FILETYPE: u32 = 0x0002;
+    /// Feature `needs_recovery`.
     pub const RECOVER: u32 = 0x0004;
+    /// Feature `journal_dev`.
     pub const JOURNAL_DEV: u32 = 0x0008;
+    /// Feature `meta_bg`.
     pub const META_BG: u32 = 0x0010;
+    /// Feature `extent`.
     pub const EXTENTS: u32 = 0x0040;
+    /// Feature `64bit`.
     pub const BIT64: u32 = 0x0080;
+    /// Feature `mmp`.
     pub const MMP: u32 = 0x0100;
+    /// Feature `flex_bg`.
     pub const FLEX_BG: u32 = 0x0200;
+    /// Feature `ea_inode`.
     pub const EA_INODE: u32 = 0x0400;
+    /// Feature `dirdata`.
     pub const DIRDATA: u32 = 0x1000;
+    /// Feature `metadata_csum_seed`.
     pub const CSUM_SEED: u32 = 0x2000;
+    /// Feature `large_dir`.
     pub const LARGEDIR: u32 = 0x4000;
+    /// Feature `inline_data`.
     pub const INLINE_DATA: u32 = 0x8000;
+    /// Feature `encrypt`.
     pub const ENCRYPT: u32 = 0x10000;
+    /// Feature `casefold`.
     pub const CASEFOLD: u32 = 0x20000;
 }
 
@@ -252,13 +309,21 @@ pub const RO_COMPAT_SUPPORTED: u32 =
 
 /// Inode flags (`i_flags`).
 pub mod iflags {
+    /// `EXT2_SECRM_FL`.
     pub const SECRM: u32 = 0x0000_0001;
+    /// `EXT2_UNRM_FL`.
     pub const UNRM: u32 = 0x0000_0002;
+    /// `EXT2_COMPR_FL`.
     pub const COMPR: u32 = 0x0000_0004;
+    /// `EXT2_SYNC_FL`.
     pub const SYNC: u32 = 0x0000_0008;
+    /// `EXT2_IMMUTABLE_FL`.
     pub const IMMUTABLE: u32 = 0x0000_0010;
+    /// `EXT2_APPEND_FL`.
     pub const APPEND: u32 = 0x0000_0020;
+    /// `EXT2_NODUMP_FL`.
     pub const NODUMP: u32 = 0x0000_0040;
+    /// `EXT2_NOATIME_FL`.
     pub const NOATIME: u32 = 0x0000_0080;
     /// Hashed-index directory (dir_index).
     pub const INDEX: u32 = 0x0000_1000;
@@ -278,13 +343,21 @@ pub const EA_MAGIC: u32 = 0xEA02_0000;
 
 /// Directory entry file types (`file_type` with the filetype feature).
 pub mod ftype {
+    /// `EXT2_FT_UNKNOWN`.
     pub const UNKNOWN: u8 = 0;
+    /// `EXT2_FT_REG`.
     pub const REG: u8 = 1;
+    /// `EXT2_FT_DIR`.
     pub const DIR: u8 = 2;
+    /// `EXT2_FT_CHRDEV`.
     pub const CHRDEV: u8 = 3;
+    /// `EXT2_FT_BLKDEV`.
     pub const BLKDEV: u8 = 4;
+    /// `EXT2_FT_FIFO`.
     pub const FIFO: u8 = 5;
+    /// `EXT2_FT_SOCK`.
     pub const SOCK: u8 = 6;
+    /// `EXT2_FT_SYMLINK`.
     pub const SYMLINK: u8 = 7;
 }
 
@@ -336,42 +409,77 @@ impl fmt::Display for Refusal {
 /// fields this driver does not interpret are written back unchanged.
 #[derive(Clone, Debug)]
 pub struct Superblock {
+    /// The 1024 bytes as read (fields not decoded are written back unchanged).
     pub raw: Vec<u8>,
+    /// `s_inodes_count`.
     pub inodes_count: u32,
+    /// `s_blocks_count`.
     pub blocks_count: u32,
+    /// `s_r_blocks_count`.
     pub r_blocks_count: u32,
+    /// `s_free_blocks_count`.
     pub free_blocks_count: u32,
+    /// `s_free_inodes_count`.
     pub free_inodes_count: u32,
+    /// `s_first_data_block`.
     pub first_data_block: u32,
+    /// `s_log_block_size`.
     pub log_block_size: u32,
+    /// `s_log_frag_size`.
     pub log_frag_size: u32,
+    /// `s_blocks_per_group`.
     pub blocks_per_group: u32,
+    /// `s_frags_per_group`.
     pub frags_per_group: u32,
+    /// `s_inodes_per_group`.
     pub inodes_per_group: u32,
+    /// `s_mtime`.
     pub mtime: u32,
+    /// `s_wtime`.
     pub wtime: u32,
+    /// `s_mnt_count`.
     pub mnt_count: u16,
+    /// `s_max_mnt_count`.
     pub max_mnt_count: i16,
+    /// `s_magic`.
     pub magic: u16,
+    /// `s_state`.
     pub state: u16,
+    /// `s_errors`.
     pub errors: u16,
+    /// `s_rev_level`.
     pub rev_level: u32,
+    /// `s_def_resuid`.
     pub def_resuid: u16,
+    /// `s_def_resgid`.
     pub def_resgid: u16,
     /// Revision 1 fields (revision-0 defaults filled in otherwise).
     pub first_ino: u32,
+    /// `s_inode_size`.
     pub inode_size: u16,
+    /// `s_feature_compat`.
     pub feature_compat: u32,
+    /// `s_feature_incompat`.
     pub feature_incompat: u32,
+    /// `s_feature_ro_compat`.
     pub feature_ro_compat: u32,
+    /// `s_uuid`.
     pub uuid: [u8; 16],
+    /// `s_volume_name`.
     pub volume_name: [u8; 16],
+    /// `s_reserved_gdt_blocks`.
     pub reserved_gdt_blocks: u16,
+    /// `s_desc_size`.
     pub desc_size: u16,
+    /// `s_first_meta_bg`.
     pub first_meta_bg: u32,
+    /// `s_blocks_count_hi`.
     pub blocks_count_hi: u32,
+    /// `s_r_blocks_count_hi`.
     pub r_blocks_count_hi: u32,
+    /// `s_free_blocks_hi`.
     pub free_blocks_hi: u32,
+    /// `s_min_extra_isize`.
     pub min_extra_isize: u16,
 }
 
@@ -468,12 +576,15 @@ impl Superblock {
         r
     }
 
+    /// Is compatible feature `f` on?
     pub fn has_compat(&self, f: u32) -> bool {
         self.feature_compat & f != 0
     }
+    /// Is read-only compatible feature `f` on?
     pub fn has_ro_compat(&self, f: u32) -> bool {
         self.feature_ro_compat & f != 0
     }
+    /// Is incompatible feature `f` on?
     pub fn has_incompat(&self, f: u32) -> bool {
         self.feature_incompat & f != 0
     }
@@ -529,33 +640,53 @@ impl Superblock {
 /// Layout derived from a validated superblock.
 #[derive(Clone, Debug)]
 pub struct Geometry {
+    /// Bytes per block (1024..=65536).
     pub block_size: u32,
     /// log2(block_size).
     pub block_shift: u32,
+    /// Blocks in the file system (64 bits with `64bit`).
     pub blocks_count: u64,
+    /// Block holding the superblock: 1 with 1 KiB blocks, else 0.
     pub first_data_block: u32,
+    /// Blocks per block group.
     pub blocks_per_group: u32,
+    /// Inodes per block group.
     pub inodes_per_group: u32,
+    /// Inodes in the file system.
     pub inodes_count: u32,
+    /// Number of block groups.
     pub groups: u32,
+    /// Bytes per on-disk inode (128 for revision 0).
     pub inode_size: u32,
+    /// Inodes per inode table block.
     pub inodes_per_block: u32,
     /// Blocks of inode table per group.
     pub itb_per_group: u32,
+    /// Bytes per group descriptor (32, or `s_desc_size` with `64bit`).
     pub desc_size: u32,
+    /// Group descriptors per block.
     pub descs_per_block: u32,
     /// Blocks of group descriptors (without meta_bg).
     pub gdt_blocks: u32,
     /// Block pointers per indirect block.
     pub addr_per_block: u32,
+    /// First inode number for ordinary files (`s_first_ino`).
     pub first_ino: u32,
+    /// Directory entries carry a file type (`filetype`).
     pub filetype: bool,
+    /// `64bit`: 64-bit block numbers and 64-byte descriptors.
     pub is64: bool,
+    /// `meta_bg`: descriptors live in their meta group.
     pub meta_bg: bool,
+    /// First meta group (`s_first_meta_bg`).
     pub first_meta_bg: u32,
+    /// `sparse_super`: superblock backups in groups 0, 1 and powers of 3, 5, 7 only.
     pub sparse_super: bool,
+    /// `flex_bg`: bitmaps and inode tables may lie outside their group.
     pub flex_bg: bool,
+    /// `large_file`: regular files may exceed 2 GiB.
     pub large_file: bool,
+    /// `huge_file`: `i_blocks` may count file system blocks.
     pub huge_file: bool,
     /// Extent-mapped files (read-only).
     pub extents: bool,
@@ -856,17 +987,25 @@ impl Geometry {
 /// One block group descriptor, decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupDesc {
+    /// Block of the block bitmap (`bg_block_bitmap`).
     pub block_bitmap: u64,
+    /// Block of the inode bitmap (`bg_inode_bitmap`).
     pub inode_bitmap: u64,
+    /// First block of the inode table (`bg_inode_table`).
     pub inode_table: u64,
+    /// Free blocks in the group (`bg_free_blocks_count`).
     pub free_blocks: u32,
+    /// Free inodes in the group (`bg_free_inodes_count`).
     pub free_inodes: u32,
+    /// Directories in the group (`bg_used_dirs_count`).
     pub used_dirs: u32,
+    /// `bg_flags` (uninit_bg only).
     pub flags: u16,
 }
 
 /// `bg_flags` bits (only meaningful with uninit_bg / metadata_csum).
 pub const BG_INODE_UNINIT: u16 = 0x0001;
+/// The group's block bitmap is not initialized.
 pub const BG_BLOCK_UNINIT: u16 = 0x0002;
 
 impl GroupDesc {
@@ -986,22 +1125,37 @@ impl GroupDesc {
 /// inode, checksums, project id) are written back unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inode {
+    /// All `inode_size` bytes as read (fields not decoded are written back unchanged).
     pub raw: Vec<u8>,
+    /// `i_mode`: type and permission bits.
     pub mode: u16,
+    /// Owner (`i_uid` and its high 16 bits).
     pub uid: u32,
+    /// Group (`i_gid` and its high 16 bits).
     pub gid: u32,
+    /// Size in bytes (`i_size`, plus `i_size_high` for regular files).
     pub size: u64,
+    /// Access time (seconds, nanoseconds where the inode has room).
     pub atime: (i64, u32),
+    /// Change time.
     pub ctime: (i64, u32),
+    /// Modification time.
     pub mtime: (i64, u32),
+    /// Creation time (large inodes only).
     pub crtime: Option<(i64, u32)>,
+    /// Deletion time (`i_dtime`).
     pub dtime: u32,
+    /// Link count (`i_links_count`).
     pub links: u16,
     /// 512-byte sectors (file system blocks when HUGE_FILE flag is set).
     pub blocks: u64,
+    /// `i_flags` (see [`iflags`]).
     pub flags: u32,
+    /// Block map (`i_block`): 12 direct, single, double, triple indirect.
     pub block: [u32; N_BLOCKS],
+    /// `i_generation` (NFS handles).
     pub generation: u32,
+    /// Extended attribute block (`i_file_acl`), 0 for none.
     pub file_acl: u64,
     /// `i_extra_isize` (0 for 128-byte inodes).
     pub extra_isize: u16,
@@ -1256,9 +1410,13 @@ pub fn dirent_size(name_len: usize) -> usize {
 /// A directory entry header, decoded and checked against its block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirentHdr {
+    /// Inode number, 0 for an unused entry.
     pub ino: u32,
+    /// Bytes from this entry to the next.
     pub rec_len: usize,
+    /// Length of the name.
     pub name_len: usize,
+    /// File type (see [`ftype`]), 0 without the filetype feature.
     pub ftype: u8,
 }
 

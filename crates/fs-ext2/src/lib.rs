@@ -59,6 +59,8 @@
 //! allocation), `bmap` (block map, allocation on write, truncation), `dir`
 //! (directory entries), [`vnops`] (vnode operations), `vfsops`.
 
+#![warn(missing_docs)]
+
 mod alloc;
 mod bio;
 mod bmap;

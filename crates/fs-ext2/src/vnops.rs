@@ -59,8 +59,11 @@ static GENERATION: AtomicU32 = AtomicU32::new(0);
 /// NetBSD's ext2fs does: `UF_NODUMP` ↔ `EXT2_NODUMP_FL`, `SF_IMMUTABLE` ↔
 /// `EXT2_IMMUTABLE_FL`, `SF_APPEND` ↔ `EXT2_APPEND_FL`.
 pub mod bsdflags {
+    /// Do not dump the file (owner may set).
     pub const UF_NODUMP: u32 = 0x0000_0001;
+    /// The file may not be changed (root only).
     pub const SF_IMMUTABLE: u32 = 0x0002_0000;
+    /// The file may only be appended to (root only).
     pub const SF_APPEND: u32 = 0x0004_0000;
 }
 
