@@ -243,7 +243,10 @@ impl Ext2Fs {
     /// Block and byte offset of inode `ino` in its inode table.
     fn inode_location(&self, m: &Meta, ino: u32) -> KResult<(u64, usize)> {
         if ino == 0 || ino > self.geo.inodes_count {
-            return Err(self.corrupt(format_args!("inode number {ino} out of range")));
+            // Callers check the number first; `corrupt` would take the
+            // metadata lock the caller holds.
+            log::error!("ext2fs: inode number {ino} out of range");
+            return Err(Errno::EIO);
         }
         let g = self.geo.ino_group(ino);
         let idx = (ino - 1) % self.geo.inodes_per_group;
