@@ -384,25 +384,50 @@ impl Ext2Fs {
         )
     }
 
-    /// Blocks used by metadata that never holds file data (Linux
-    /// `ext2_statfs` "overhead"): the area before the first group and, per
-    /// group, the superblock and descriptor copies, the bitmaps and the
-    /// inode table.
+    /// Blocks used by metadata that never holds file data, counted as
+    /// the kernel's ext4 driver counts them for statfs
+    /// (`ext4_calculate_overhead`): the area before the first group; per
+    /// group the superblock and descriptor copies (meta_bg: one descriptor
+    /// block in the first, second and last group of each meta group), the
+    /// reserved descriptor blocks, the bitmaps and the inode table; and an
+    /// internal journal.
     pub fn overhead(&self) -> u64 {
         let g = &self.geo;
+        let (reserved, first_meta_bg, journal_ino, has_journal) = {
+            let m = lk(&self.meta);
+            (
+                m.sb.reserved_gdt_blocks as u64,
+                m.sb.first_meta_bg,
+                le32(&m.sb.raw, 224).unwrap_or(0),
+                m.sb.has_compat(compat::HAS_JOURNAL),
+            )
+        };
         let mut o = g.first_data_block as u64;
-        let sb = lk(&self.meta).sb.reserved_gdt_blocks as u64;
         for grp in 0..g.groups {
-            if g.group_has_super(grp) {
-                o += 1;
-                if !g.meta_bg {
-                    o += g.gdt_blocks as u64 + sb;
+            let has_super = g.group_has_super(grp);
+            o += has_super as u64;
+            if !g.meta_bg || (grp / g.descs_per_block) < first_meta_bg {
+                if has_super {
+                    o += if g.meta_bg {
+                        first_meta_bg as u64
+                    } else {
+                        g.gdt_blocks as u64
+                    };
+                    o += reserved;
+                }
+            } else {
+                let first = grp - grp % g.descs_per_block;
+                let last = first + g.descs_per_block - 1;
+                if grp == first || grp == first + 1 || grp == last {
+                    o += 1;
                 }
             }
             o += 2 + g.itb_per_group as u64;
         }
-        if g.meta_bg {
-            o += g.gdt_blocks as u64;
+        if has_journal && journal_ino != 0 && journal_ino <= g.inodes_count {
+            if let Ok(j) = self.read_inode(journal_ino) {
+                o += j.size >> g.block_shift;
+            }
         }
         o.min(g.blocks_count)
     }

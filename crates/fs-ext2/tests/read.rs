@@ -166,3 +166,55 @@ fn block_size_65536() {
     let (code, out) = e2fsck(&img);
     assert_eq!(code, 0, "{out}");
 }
+
+/// statvfs as the kernel's ext2 reports it for the same image (`stat -f`):
+/// total blocks after overhead, free, available, inodes, free inodes.
+#[test]
+fn statvfs_matches_kernel() {
+    for (bs, extra) in [
+        (1024u32, vec![]),
+        (4096, vec!["-m", "10"]),
+        (2048, vec!["-O", "^sparse_super,^resize_inode"]),
+        (1024, vec!["-O", "meta_bg,^resize_inode"]),
+        (4096, vec!["-j"]),
+    ] {
+        let t = TempDir::new("statvfs");
+        let tree = t.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        build_tree(&tree, false);
+        let img = t.path().join("img");
+        mkimage(&img, Some(&tree), 64 * 1024, bs, &extra);
+        let mp = mount_img(&img, "ro").unwrap();
+        let ours = mp.statvfs().unwrap();
+        mp.unmount(false).unwrap();
+        let mnt = t.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount")
+            .args(["-t", "ext2", "-o", "loop,ro"])
+            .arg(&img)
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success());
+        let out = run(std::process::Command::new("stat")
+            .args(["-f", "-c", "%S %b %f %a %c %d"])
+            .arg(&mnt));
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        let k: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(
+            vec![
+                ours.frsize as u64,
+                ours.blocks,
+                ours.bfree,
+                ours.bavail,
+                ours.files,
+                ours.ffree
+            ],
+            k,
+            "block size {bs} {extra:?}: ours vs kernel (bsize blocks bfree bavail files ffree)"
+        );
+    }
+}
