@@ -497,6 +497,11 @@ impl MsdosNode {
             let len = uio.resid() as u64;
             self.write_range(&mut st, off, len, sync, |d| uio.uiomove_in(d))
         })();
+        if r.is_err() && st.e.size as u64 != size && uio.offset == off {
+            // Nothing of the caller's data went in (e.g. ENOSPC while
+            // zero-filling up to the offset): leave the size as it was.
+            let _ = self.truncate(&mut st, size);
+        }
         self.touch_mtime(&mut st);
         let wb = self.write_back(&st);
         r?;

@@ -665,6 +665,11 @@ impl VnodeOps for MsdosNode {
         let svp = self.vnode_for(fdvp, &src)?;
         let snode = node_of(&svp)?;
         let same_dir = std::ptr::eq(self, tdir);
+        // A directory into its own subtree: EINVAL before any type check
+        // (the order Linux's rename gives).
+        if src.entry.is_dir() && !same_dir {
+            rumpkern::genfs::rename_check_ancestry(&svp, tdvp)?;
+        }
         let target = tdir.find(&tname)?;
         if let Some(t) = &target {
             if same_dir && t.pos == src.pos {
@@ -680,9 +685,6 @@ impl VnodeOps for MsdosNode {
                 }
             }
         }
-        if src.entry.is_dir() && !same_dir {
-            rumpkern::genfs::rename_check_ancestry(&svp, tdvp)?;
-        }
         let replacing = target
             .as_ref()
             .filter(|t| !(same_dir && t.pos == src.pos))
@@ -695,14 +697,9 @@ impl VnodeOps for MsdosNode {
                 }
             }
         }
-        // Remove the replaced target first (its slots may be reused).
-        if let Some(t) = &replacing {
-            tdir.unlink_node(tdvp, t)?;
-            tdir.delete_entry(t)?;
-            if t.entry.is_dir() {
-                tdir.adjust_subdirs(-1);
-            }
-        }
+        // The new entry is written (to the device) first, so that running
+        // out of directory space leaves everything as it was; then the
+        // replaced target and the old entry go.
         let mut sst = snode.st.enter();
         let ignore = if same_dir {
             Some(&src.entry.name)
@@ -722,6 +719,13 @@ impl VnodeOps for MsdosNode {
         sst.parent_ino = tdir.ino;
         drop(sst);
         fs.node_moved(svp.ino(), old, Some(new_pos));
+        if let Some(t) = &replacing {
+            tdir.unlink_node(tdvp, t)?;
+            tdir.delete_entry(t)?;
+            if t.entry.is_dir() {
+                tdir.adjust_subdirs(-1);
+            }
+        }
         if snode.is_dir && !same_dir {
             // Point `..` at the new parent.
             let mut st = snode.st.enter();
