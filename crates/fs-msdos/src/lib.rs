@@ -43,6 +43,33 @@
 //! A count that is in range but wrong is believed, as Linux and Windows
 //! believe it, until an allocation finds the volume full and recounts.
 //!
+//! **Names.** Long names are UTF-16 on disk and UTF-8 to the user; a long
+//! name whose slots have a bad checksum or sequence is ignored and the
+//! short name shown. Lookup is case-insensitive (long and short names),
+//! create preserves case. New names get a short name with a `~N` tail when
+//! needed (`~1`..`~4`, then a hash of the long name, as Windows does);
+//! also refused with EINVAL: a trailing space and the MS-DOS device names
+//! (`CON`, `NUL`, `COM1`, ...), as Linux vfat refuses them. Each directory
+//! keeps an in-memory index of its names and free slots while its vnode is
+//! active, so lookups and creates do not scan it.
+//!
+//! **Inode numbers** come from the position of the short entry (byte
+//! offset / 32, like Linux's `i_pos` and NetBSD's cluster + offset); the
+//! root is [`ROOT_INO`]. They are stable across mounts; a renamed file
+//! keeps its number while its vnode lives. readdir cookies are slot indexes
+//! (+3), stable while entries come and go.
+//!
+//! **Writing and crashes.** Data, FAT and directory updates go through the
+//! buffer cache as delayed writes (a syncer writes them within about 5 s;
+//! fsync and sync write everything). Where order matters for what fsck.fat
+//! can repair it is enforced: a new directory's cluster and the zeroed
+//! clusters that extend a directory reach the device before anything
+//! points at them, and rename writes its new entry before it removes the
+//! old one (so a crash can at worst leave both names, never neither).
+//! Files fsynced before a crash survive it; `fsck.fat -a` repairs the rest
+//! (lost clusters, the clean bit). Corruption found while mounted is logged
+//! once, gives EIO, and leaves the volume marked dirty at unmount.
+//!
 //! Modules, as NetBSD splits the driver: [`format`](mod@format) (boot sector, BPB,
 //! geometry, FSInfo, partition tables), [`dirent`] (directory entries, long
 //! names, short names, DOS times), [`fs`] (mount state, FAT, options),
