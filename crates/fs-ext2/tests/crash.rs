@@ -112,9 +112,18 @@ fn workload(mp: &Arc<rumpkern::Mount>, fault: &FaultDevice) -> Synced {
 
 #[test]
 fn power_cut_after_write_n() {
+    cuts(1024);
+}
+
+#[test]
+fn power_cut_after_write_n_4k() {
+    cuts(4096);
+}
+
+fn cuts(bs: u32) {
     let t = TempDir::new("crash");
     let img = t.path().join("base");
-    mkimage(&img, None, 8 * 1024, 1024, &[]);
+    mkimage(&img, None, 16 * 1024, bs, &[]);
     let base = std::fs::read(&img).unwrap();
     // Dry run: how many writes does the workload make?
     let total = {
