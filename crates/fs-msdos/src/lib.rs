@@ -29,6 +29,12 @@
 //! `tz=` offset or `time_offset=` is given; front ends that know the zone
 //! pass it as `tz=±HH:MM`.
 //!
+//! **Times.** Modification time (2 s resolution), creation time (10 ms)
+//! and access date are kept. The access date changes on writes and with
+//! utimes, not on reads (as with `noatime`); ctime shows the modification
+//! time (FAT has no change time). The root directory has no entry: its
+//! times are 1980-01-01 and utimes on it lasts until unmount.
+//!
 //! **What FAT cannot do** gives the errors Linux vfat gives: link, symlink
 //! and mknod → EPERM; chown to another owner → EPERM; chmod to a mode the
 //! masks and the read-only attribute cannot express → EPERM (the owner's

@@ -423,6 +423,20 @@ fn unsupported_operations() {
         r.create(n256.as_bytes(), 0o644, &c()).unwrap_err(),
         Errno::ENAMETOOLONG
     );
+    // Files end at 4 GiB - 1.
+    assert_eq!(
+        f.setattr(
+            &SetAttr {
+                size: Some(1 << 32),
+                ..Default::default()
+            },
+            &c(),
+            false
+        ),
+        Err(Errno::EFBIG)
+    );
+    assert_eq!(f.write(b"x", 0xFFFF_FFFF, 0, &c()), Err(Errno::EFBIG));
+    assert_eq!(f.getattr().unwrap().size, 1);
     // Case-insensitive: creating a case variant is EEXIST.
     assert_eq!(r.create(b"F", 0o644, &c()).unwrap_err(), Errno::EEXIST);
     drop((r, f));
@@ -622,4 +636,64 @@ fn sync_option() {
     drop((r, f));
     mp.unmount(false).unwrap();
     assert_fsck_clean(&img);
+}
+
+/// One FAT, three FATs: every copy is kept in step (fsck.fat compares them).
+#[test]
+fn fat_copy_counts() {
+    for (fat, nf) in [(16u32, "1"), (16, "3"), (32, "1"), (32, "3"), (12, "3")] {
+        let t = TempDir::new("fats");
+        let img = t.path().join("img");
+        mkfs(
+            &img,
+            fat,
+            512,
+            4,
+            match fat {
+                12 => 6,
+                16 => 16,
+                _ => 300,
+            },
+            &["-f", nf],
+        );
+        let model = t.path().join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        let mp = mount(&img, "");
+        let r = mp.root().unwrap();
+        for i in 0..20 {
+            let name = format!("file {i}");
+            let data = pattern(i * 3000, i as u64);
+            write_file(&r, &name, &data);
+            std::fs::write(model.join(&name), &data).unwrap();
+        }
+        for i in (0..20).step_by(4) {
+            r.remove(format!("file {i}").as_bytes(), &c()).unwrap();
+            std::fs::remove_file(model.join(format!("file {i}"))).unwrap();
+        }
+        drop(r);
+        mp.unmount(false).unwrap();
+        // fsck.fat handles 1 or 2 FATs; with 3, compare the copies here.
+        if nf != "3" {
+            assert_fsck_clean(&img);
+        }
+        let b = std::fs::read(&img).unwrap();
+        let g = fs_msdos::format::Geometry::new(
+            &fs_msdos::format::Bpb::parse(&b[..512]).unwrap(),
+            b.len() as u64,
+        )
+        .unwrap();
+        let copy = |k: u64| {
+            let o = (g.fat_offset + k * g.fat_bytes) as usize;
+            b[o..o + g.fat_bytes as usize].to_vec()
+        };
+        for k in 1..g.num_fats as u64 {
+            assert!(
+                copy(k) == copy(0),
+                "FAT{fat} with {nf} FATs: copy {k} differs"
+            );
+        }
+        let out = t.path().join("out");
+        mcopy_out(&img, &out);
+        assert_same_tree(&out, &model);
+    }
 }
