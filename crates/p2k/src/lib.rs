@@ -283,6 +283,7 @@ impl P2kServer {
             attr_ttl,
             entry_ttl: opts.entry_timeout.unwrap_or(attr_ttl),
             debug: opts.debug,
+            ro_kernel_checked: ro && opts.default_permissions,
         };
         let state = Arc::new(P2k::new(mount.clone(), tun).map_err(to_io)?);
 
