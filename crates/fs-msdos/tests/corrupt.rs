@@ -373,7 +373,7 @@ fn walk(d: &VnodeRef, depth: u32, budget: &mut u32) {
 fn seeded_corruption_sweep() {
     let mut total = 0;
     let t0 = Instant::now();
-    for (fat, mb, spc) in [(12u32, 4u64, 4u32), (16, 16, 4), (32, 40, 1)] {
+    for (fat, mb, spc) in [(12u32, 4u64, 4u32), (16, 16, 4), (32, 34, 1)] {
         let (_t, img) = base(fat, mb, spc);
         let g = geometry(&img);
         let meta_end = (g.data_offset + 64 * g.cluster_size as u64).min(img.len() as u64) as usize;
@@ -473,7 +473,9 @@ fn seeded_corruption_sweep() {
                 }
             }
             total += 1;
-            if let Ok((mp, _)) = fs_msdos::mount(mem(&z), &MountArgs::parse("ro")) {
+            // One device for both mounts: the read-only one writes nothing.
+            let dev: Arc<dyn BlockDevice> = Arc::new(MemDevice::from_vec(z));
+            if let Ok((mp, _)) = fs_msdos::mount(dev.clone(), &MountArgs::parse("ro")) {
                 if let Ok(r) = mp.root() {
                     let mut budget = 4000;
                     walk(&r, 0, &mut budget);
@@ -481,7 +483,7 @@ fn seeded_corruption_sweep() {
                 }
                 let _ = mp.unmount(true);
             }
-            if let Ok((mp, _)) = fs_msdos::mount(mem(&z), &MountArgs::parse("force")) {
+            if let Ok((mp, _)) = fs_msdos::mount(dev, &MountArgs::parse("force")) {
                 if let Ok(r) = mp.root() {
                     if let Ok(f) = r.create(b"new file", 0o644, &c()) {
                         let _ = f.write(&pattern(10000, seed), 0, 0, &c());
