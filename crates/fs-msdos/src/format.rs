@@ -505,13 +505,12 @@ impl Geometry {
     }
 
     /// Byte offsets of the FAT copies written on update.
-    pub fn fat_copies(&self) -> Vec<u64> {
-        match self.active_fat {
-            Some(a) => vec![self.fat_offset + a as u64 * self.fat_bytes],
-            None => (0..self.num_fats as u64)
-                .map(|i| self.fat_offset + i * self.fat_bytes)
-                .collect(),
-        }
+    pub fn fat_copies(&self) -> impl Iterator<Item = u64> + '_ {
+        let (first, n) = match self.active_fat {
+            Some(a) => (a as u64, 1),
+            None => (0, self.num_fats as u64),
+        };
+        (first..first + n).map(move |i| self.fat_offset + i * self.fat_bytes)
     }
 
     /// Byte offset of the FAT copy read from.
@@ -721,7 +720,7 @@ mod tests {
         assert_eq!(g.root_offset, 2048 + 2 * 32 * 512);
         assert_eq!(g.data_offset, g.root_offset + 512 * 32);
         assert_eq!(g.cluster_count, (32768 - 4 - 64 - 32) / 4);
-        assert_eq!(g.fat_copies().len(), 2);
+        assert_eq!(g.fat_copies().count(), 2);
     }
 
     #[test]

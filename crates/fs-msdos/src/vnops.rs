@@ -405,10 +405,13 @@ impl VnodeOps for MsdosNode {
             )
         };
         let cs = fs.geo.cluster_size as u64;
-        // A broken chain shows when the data is read, not in stat.
-        let clusters = match self.allocated_clusters(&mut st) {
-            Ok(n) => n as u64,
-            Err(_) => (st.e.size as u64).div_ceil(cs),
+        // Files: the clusters their size needs (as Linux reports it; no
+        // chain walk, so stat of a large file stays cheap and a broken
+        // chain shows when the data is read). Directories: their chain.
+        let clusters = if self.is_dir {
+            self.allocated_clusters(&mut st).map_or(0, |n| n as u64)
+        } else {
+            (st.e.size as u64).div_ceil(cs)
         };
         let (size, nlink) = if self.is_dir {
             let size = if self.is_root && !fs.fat32() {
