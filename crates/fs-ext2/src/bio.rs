@@ -17,8 +17,9 @@
 //! (bitmaps, inode table blocks, descriptor blocks) hold the mount's
 //! metadata lock; the cache's buffer lock is only held inside this module.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rumpkern::buf::BufCache;
@@ -38,6 +39,9 @@ pub struct Bio {
     nblocks: u64,
     /// `-o async`: metadata writes are delayed too (no crash ordering).
     async_meta: AtomicBool,
+    /// Blocks replayed from the journal (read-only mounts): they replace
+    /// what the device holds.
+    overlay: OnceLock<HashMap<u64, Vec<u8>>>,
 }
 
 impl Bio {
@@ -52,6 +56,7 @@ impl Bio {
             bsize,
             nblocks,
             async_meta: AtomicBool::new(false),
+            overlay: OnceLock::new(),
         }
     }
 
@@ -71,8 +76,27 @@ impl Bio {
         bno.checked_mul(self.bsize as u64).ok_or(Errno::EIO)
     }
 
+    /// Install the journal overlay (once, before any write; read-only
+    /// mounts only).
+    pub fn set_overlay(&self, blocks: HashMap<u64, Vec<u8>>) {
+        let _ = self.overlay.set(blocks);
+    }
+
+    fn overlaid(&self, bno: u64) -> Option<&Vec<u8>> {
+        self.overlay.get().and_then(|o| o.get(&bno))
+    }
+
     /// Read block `bno` into a new buffer.
     pub fn bread(&self, bno: u64) -> KResult<Vec<u8>> {
+        if let Some(b) = self.overlaid(bno) {
+            return Ok(b.clone());
+        }
+        self.bread_raw(bno)
+    }
+
+    /// Read block `bno` from the device (through the cache), ignoring the
+    /// journal overlay (the journal's own blocks).
+    pub fn bread_raw(&self, bno: u64) -> KResult<Vec<u8>> {
         let off = self.check(bno)?;
         let b = self.cache.bread(off, self.bsize as usize)?;
         Ok(b.data().to_vec())
@@ -84,6 +108,12 @@ impl Bio {
     pub fn bread_into(&self, bno: u64, buf: &mut [u8], ahead: usize) -> KResult<()> {
         if buf.len() != self.bsize as usize {
             return Err(Errno::EINVAL);
+        }
+        if let Some(b) = self.overlaid(bno) {
+            if b.len() == buf.len() {
+                buf.copy_from_slice(b);
+                return Ok(());
+            }
         }
         let off = self.check(bno)?;
         let ahead = (ahead as u64).min(self.nblocks - bno) as usize;

@@ -613,7 +613,7 @@ impl Superblock {
         if self.has_incompat(incompat::RECOVER) {
             return Ok(Some(Refusal::rdonly(
                 "needs_recovery",
-                "the journal needs recovery (run e2fsck); the file system can only be mounted read-only, and recent changes may be missing",
+                "the journal needs recovery (run e2fsck); until then the file system mounts read-only only (the journal is replayed in memory)",
             )));
         }
         let ro_only_incompat = self.feature_incompat & INCOMPAT_READONLY;

@@ -114,36 +114,7 @@ impl Ext2Fs {
             log::info!("ext2fs: read-only: {r}");
         }
         let bio = Bio::new(dev, geo.block_size, geo.blocks_count, cache_bytes);
-        // Group descriptor table.
-        let nblk = geo.gdt_blocks as usize;
-        let mut gd_raw = Vec::with_capacity(nblk);
-        let mut gds = Vec::with_capacity(geo.groups as usize);
-        for i in 0..geo.gdt_blocks {
-            let loc = geo.gdt_block_location(i);
-            if !(loc < geo.blocks_count) {
-                return Err(Refusal::bad(
-                    "group descriptors",
-                    format!("descriptor block {i} at {loc}, past the end"),
-                ));
-            }
-            let b = bio
-                .bread(loc)
-                .map_err(|e| Refusal::bad("group descriptors", format!("read error {e}")))?;
-            for j in 0..geo.descs_per_block {
-                let g = i * geo.descs_per_block + j;
-                if g >= geo.groups {
-                    break;
-                }
-                let off = (j * geo.desc_size) as usize;
-                let d = b
-                    .get(off..)
-                    .and_then(|s| GroupDesc::parse(s, geo.is64).ok())
-                    .ok_or_else(|| Refusal::bad("group descriptors", "short block"))?;
-                d.check(g, &geo)?;
-                gds.push(d);
-            }
-            gd_raw.push(b);
-        }
+        let (gd_raw, gds) = load_gdt(&bio, &geo)?;
         let meta = Meta {
             sb,
             gd_dirty: vec![false; gd_raw.len()],
@@ -160,6 +131,32 @@ impl Ext2Fs {
             noatime: AtomicBool::new(false),
             ro_reason,
         });
+        // A journal that needs recovery, on a read-only mount: replay it
+        // in memory (the image is not changed), then read the descriptors
+        // again through the replayed blocks.
+        if fs.rdonly {
+            let (recover, jino) = {
+                let m = lk(&fs.meta);
+                (
+                    m.sb.has_incompat(incompat::RECOVER) && m.sb.has_compat(compat::HAS_JOURNAL),
+                    le32(&m.sb.raw, 224).unwrap_or(0),
+                )
+            };
+            if recover {
+                match crate::journal::replay(&fs, jino) {
+                    Ok(overlay) if !overlay.is_empty() => {
+                        fs.bio.set_overlay(overlay);
+                        let (gd_raw, gds) = load_gdt(&fs.bio, &fs.geo)?;
+                        let mut m = lk(&fs.meta);
+                        m.gd_dirty = vec![false; gd_raw.len()];
+                        m.gd_raw = gd_raw;
+                        m.gds = gds;
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("ext2fs: journal not replayed ({e}): recent changes may be missing or inconsistent"),
+                }
+            }
+        }
         // The root must be a directory.
         let root = fs
             .read_inode(ROOT_INO)
@@ -431,4 +428,37 @@ impl Ext2Fs {
         }
         o.min(g.blocks_count)
     }
+}
+
+/// Read and check the group descriptor table.
+fn load_gdt(bio: &Bio, geo: &Geometry) -> Result<(Vec<Vec<u8>>, Vec<GroupDesc>), Refusal> {
+    let mut gd_raw = Vec::with_capacity(geo.gdt_blocks as usize);
+    let mut gds = Vec::with_capacity(geo.groups as usize);
+    for i in 0..geo.gdt_blocks {
+        let loc = geo.gdt_block_location(i);
+        if loc >= geo.blocks_count {
+            return Err(Refusal::bad(
+                "group descriptors",
+                format!("descriptor block {i} at {loc}, past the end"),
+            ));
+        }
+        let b = bio
+            .bread(loc)
+            .map_err(|e| Refusal::bad("group descriptors", format!("read error {e}")))?;
+        for j in 0..geo.descs_per_block {
+            let g = i * geo.descs_per_block + j;
+            if g >= geo.groups {
+                break;
+            }
+            let off = (j * geo.desc_size) as usize;
+            let d = b
+                .get(off..)
+                .and_then(|s| GroupDesc::parse(s, geo.is64).ok())
+                .ok_or_else(|| Refusal::bad("group descriptors", "short block"))?;
+            d.check(g, geo)?;
+            gds.push(d);
+        }
+        gd_raw.push(b);
+    }
+    Ok((gd_raw, gds))
 }

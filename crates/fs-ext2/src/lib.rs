@@ -12,8 +12,9 @@
 //!   `resize_inode` and `ext_attr` (left intact), `dir_index` (hashed
 //!   directories are read linearly; a directory this driver changes loses
 //!   its index flag, as NetBSD does, and e2fsck agrees);
-//! * read-only only: `needs_recovery` (journal not replayed: recent
-//!   changes may be missing), ext4's `extent` (extent trees are read, with
+//! * read-only only: `needs_recovery` (the journal's committed
+//!   transactions are replayed in memory, so the mount sees the recovered
+//!   file system while the image stays untouched), ext4's `extent` (extent trees are read, with
 //!   every node checked), `64bit`, `flex_bg`, `metadata_csum_seed`,
 //!   `ea_inode`, and read-only-compatible features this driver does not
 //!   maintain (`uninit_bg`, `metadata_csum` — checksums are not verified —,
@@ -57,7 +58,8 @@
 //! validation), `bio` (block I/O), [`fs`] (the mounted file system,
 //! superblock and descriptors, inode I/O), `alloc` (block and inode
 //! allocation), `bmap` (block map, allocation on write, truncation), `dir`
-//! (directory entries), [`vnops`] (vnode operations), `vfsops`.
+//! (directory entries), `journal` (in-memory journal replay), [`vnops`]
+//! (vnode operations), `vfsops`.
 
 #![warn(missing_docs)]
 
@@ -67,6 +69,7 @@ mod bmap;
 mod dir;
 pub mod format;
 pub mod fs;
+mod journal;
 mod vfsops;
 pub mod vnops;
 

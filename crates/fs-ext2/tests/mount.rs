@@ -468,3 +468,114 @@ fn immutable_and_append_only() {
     drop(f);
     root.remove(b"imm", &c).unwrap();
 }
+
+/// An ext3 image whose journal needs recovery: read-only mounts replay the
+/// committed transactions in memory (revokes honoured) and see what
+/// e2fsck's recovery produces; the image itself is not changed.
+#[test]
+fn journal_replayed_in_memory_read_only() {
+    let t = TempDir::new("journal");
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), b"original content\n").unwrap();
+    std::fs::write(tree.join("r"), b"revoked stays\n").unwrap();
+    let img = t.path().join("img");
+    mkimage_t(&img, Some(&tree), 8192, 1024, "ext3", &[]);
+    let fblk: u64 = debugfs(&img, "blocks /f")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rblk: u64 = debugfs(&img, "blocks /r")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let root_blk: u64 = debugfs(&img, "blocks /")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // New contents: f's data, a root directory block where "f" is renamed
+    // "g" (a metadata block), and r's data (revoked by a later transaction).
+    let mut newf = b"journaled content\n".to_vec();
+    newf.resize(1024, 0);
+    let mut dirblk = peek(&img, root_blk * 1024, 1024);
+    let mut off = 0;
+    while off < 1024 {
+        let rec = le16(&dirblk, off + 4).unwrap() as usize;
+        if dirblk[off + 6] == 1 && dirblk[off + 8] == b'f' {
+            dirblk[off + 8] = b'g';
+        }
+        off += rec.max(8);
+    }
+    let mut newr = b"should not appear\n".to_vec();
+    newr.resize(1024, 0);
+    // `jw -b A,B FILE` takes the blocks' new contents from FILE, in order.
+    let mut both = newf.clone();
+    both.extend_from_slice(&dirblk);
+    std::fs::write(t.path().join("newf_dir"), &both).unwrap();
+    std::fs::write(t.path().join("newr"), &newr).unwrap();
+    let script = format!(
+        "jo\njw -b {fblk},{root_blk} {}\njc\njo\njw -b {rblk} {}\njc\njo\njw -r {rblk}\njc\n",
+        t.path().join("newf_dir").display(),
+        t.path().join("newr").display()
+    );
+    std::fs::write(t.path().join("script"), &script).unwrap();
+    let out = run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(t.path().join("script"))
+        .arg(&img));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&run(Command::new("dumpe2fs").arg("-h").arg(&img)).stdout)
+            .contains("needs_recovery")
+    );
+    let before = std::fs::read(&img).unwrap();
+
+    // Read-write is refused; read-only replays.
+    assert_eq!(mount_img(&img, "rw").err(), Some(Errno::EROFS));
+    let mp = mount_img(&img, "ro").unwrap();
+    let root = mp.root().unwrap();
+    assert_eq!(
+        root.lookup(b"f", &cred()).err(),
+        Some(Errno::ENOENT),
+        "the journaled directory block renamed f"
+    );
+    let g = root.lookup(b"g", &cred()).unwrap();
+    assert_eq!(read_all(&g), b"journaled content"); // 17 bytes: the old size
+    let r = root.lookup(b"r", &cred()).unwrap();
+    assert_eq!(read_all(&r), b"revoked stays\n");
+    drop((g, r, root));
+    mp.unmount(false).unwrap();
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "a read-only mount changed the image"
+    );
+
+    // e2fsck's recovery agrees.
+    let out = run(Command::new("e2fsck").arg("-fy").arg(&img));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mp = mount_img(&img, "ro").unwrap();
+    let root = mp.root().unwrap();
+    assert_eq!(
+        read_all(&root.lookup(b"g", &cred()).unwrap())[..17],
+        b"journaled content"[..]
+    );
+    assert_eq!(
+        read_all(&root.lookup(b"r", &cred()).unwrap()),
+        b"revoked stays\n"
+    );
+}
