@@ -210,10 +210,8 @@ impl LfnBuilder {
         if let Some(p) = self.parts.get_mut(n as usize - 1) {
             *p = lfn_units(b);
         }
+        // After ordinal 1, `expect` is 0 with the parts present: complete.
         self.expect = n - 1;
-        if n == 1 {
-            // complete: `expect` 0 with parts present
-        }
     }
 
     /// The long name for the short entry `name`, if a complete sequence with
