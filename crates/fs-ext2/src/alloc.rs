@@ -29,7 +29,7 @@ fn find_zero(bm: &[u8], start: u32, limit: u32) -> Option<u32> {
         let mut i = from;
         while i < to {
             let byte = *bm.get((i / 8) as usize)?;
-            if byte == 0xff && i % 8 == 0 {
+            if byte == 0xff && i.is_multiple_of(8) {
                 i += 8;
                 continue;
             }

@@ -27,6 +27,10 @@ pub(crate) struct Found {
     pub ino: u32,
 }
 
+/// What `readdir` calls per entry: (name, inode, file type, next offset)
+/// → go on?
+pub(crate) type DirVisitor<'a> = dyn FnMut(&[u8], u32, u8, u64) -> bool + 'a;
+
 /// Directories of at least this many blocks get an in-memory index.
 pub(crate) const INDEX_MIN_BLOCKS: u64 = 2;
 /// Directories larger than this many bytes are not indexed (memory bound).
@@ -245,7 +249,7 @@ pub(crate) fn readdir(
     dino: u32,
     d: &Inode,
     start: u64,
-    f: &mut dyn FnMut(&[u8], u32, u8, u64) -> bool,
+    f: &mut DirVisitor<'_>,
 ) -> KResult<()> {
     let bs = fs.geo.block_size as u64;
     let mut mc = MapCache::default();

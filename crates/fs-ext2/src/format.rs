@@ -730,7 +730,10 @@ impl Geometry {
             ));
         }
         let bits = block_size * 8;
-        if sb.blocks_per_group == 0 || sb.blocks_per_group > bits || sb.blocks_per_group % 8 != 0 {
+        if sb.blocks_per_group == 0
+            || sb.blocks_per_group > bits
+            || !sb.blocks_per_group.is_multiple_of(8)
+        {
             return Err(Refusal::bad(
                 "s_blocks_per_group",
                 format!(
@@ -826,7 +829,7 @@ impl Geometry {
             ));
         }
         let desc_size = if is64 { sb.desc_size as u32 } else { 32 };
-        if is64 && (desc_size < 64 || desc_size > 1024 || !desc_size.is_power_of_two()) {
+        if is64 && (!(64..=1024).contains(&desc_size) || !desc_size.is_power_of_two()) {
             return Err(Refusal::bad(
                 "s_desc_size",
                 format!("{desc_size} (must be a power of two in 64..=1024)"),
@@ -942,7 +945,7 @@ impl Geometry {
         if g <= 1 || !self.sparse_super {
             return true;
         }
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             return false;
         }
         for base in [3u32, 5, 7] {

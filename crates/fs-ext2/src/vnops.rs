@@ -273,9 +273,9 @@ impl Ext2Node {
             let freed = bmap::truncate_map(fs, self.ino, i, keep)?;
             // Zero the tail of a partial last block, so that a later
             // extension reads zeros there.
-            if size % bs != 0 {
+            if !size.is_multiple_of(bs) {
                 let mut mc = MapCache::default();
-                if let Some(p) = bmap::bmap(fs, self.ino, &i, size / bs, &mut mc)? {
+                if let Some(p) = bmap::bmap(fs, self.ino, i, size / bs, &mut mc)? {
                     let mut b = fs.bio.bread(p)?;
                     if let Some(t) = b.get_mut((size % bs) as usize..) {
                         t.fill(0);
@@ -626,13 +626,11 @@ impl VnodeOps for Ext2Node {
             return Err(Errno::ENOTDIR);
         }
         let f = self.find(name)?;
-        if name == b"." {
-            if f.ino != self.ino {
-                return Err(self.fs.corrupt(format_args!(
-                    "directory {}: '.' points at {}",
-                    self.ino, f.ino
-                )));
-            }
+        if name == b"." && f.ino != self.ino {
+            return Err(self.fs.corrupt(format_args!(
+                "directory {}: '.' points at {}",
+                self.ino, f.ino
+            )));
         }
         vget(&self.fs, &mp, f.ino)
     }
