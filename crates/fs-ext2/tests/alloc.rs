@@ -158,10 +158,7 @@ fn reserved_blocks_for_root() {
     loop {
         match f.write(&chunk, off, 0, &user) {
             Ok(n) if n == chunk.len() => off += n as u64,
-            Ok(n) => {
-                off += n as u64;
-                break;
-            }
+            Ok(_) => break,
             Err(e) => {
                 assert_eq!(e, Errno::ENOSPC);
                 break;

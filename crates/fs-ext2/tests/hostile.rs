@@ -330,7 +330,7 @@ fn targets(base: &[u8]) -> Targets {
 fn corrupt_targeted(base: &[u8], t: &Targets, seed: u64) -> Vec<u8> {
     let mut img = base.to_vec();
     let mut r = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let mut put = |img: &mut Vec<u8>, off: usize, v: u32, len: usize| {
+    let put = |img: &mut Vec<u8>, off: usize, v: u32, len: usize| {
         if let Some(s) = img.get_mut(off..off + len) {
             s.copy_from_slice(&v.to_le_bytes()[..len]);
         }

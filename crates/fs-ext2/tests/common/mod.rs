@@ -384,8 +384,8 @@ pub fn compare(src: &Path, vp: &VnodeRef, check_times: bool) -> usize {
     }
     let ours_names: BTreeSet<Vec<u8>> = ours
         .keys()
+        .filter(|n| *n != b"lost+found")
         .cloned()
-        .filter(|n| n != b"lost+found")
         .collect();
     assert_eq!(ours_names, theirs, "entries of {}", src.display());
     let mut n = 0;
