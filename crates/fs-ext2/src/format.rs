@@ -1181,6 +1181,24 @@ fn decode_time(base: u32, extra: Option<u32>) -> (i64, u32) {
     (sec, nsec)
 }
 
+/// Seconds an inode can hold: 32 signed bits, plus two epoch bits when
+/// the inode has the extra time fields (up to the year 2446), as Linux
+/// clamps them.
+fn clamp_time(t: (i64, u32), extra: bool) -> (i64, u32) {
+    let (lo, hi) = if extra {
+        (i32::MIN as i64, i32::MIN as i64 + (1i64 << 34) - 1)
+    } else {
+        (i32::MIN as i64, i32::MAX as i64)
+    };
+    if t.0 < lo {
+        (lo, 0)
+    } else if t.0 > hi {
+        (hi, if extra { 999_999_999 } else { 0 })
+    } else {
+        t
+    }
+}
+
 fn encode_time(t: (i64, u32)) -> (u32, u32) {
     let base = t.0 as i32;
     let epoch = ((t.0 - base as i64) >> 32) as u32 & 3;
@@ -1294,9 +1312,9 @@ impl Inode {
         put16(&mut r, 0, self.mode)?;
         put16(&mut r, 2, self.uid as u16)?;
         put32(&mut r, 4, self.size as u32)?;
-        let (a, ax) = encode_time(self.atime);
-        let (c, cx) = encode_time(self.ctime);
-        let (m, mx) = encode_time(self.mtime);
+        let (a, ax) = encode_time(clamp_time(self.atime, self.has_extra(I_ATIME_EXTRA)));
+        let (c, cx) = encode_time(clamp_time(self.ctime, self.has_extra(I_CTIME_EXTRA)));
+        let (m, mx) = encode_time(clamp_time(self.mtime, self.has_extra(I_MTIME_EXTRA)));
         put32(&mut r, 8, a)?;
         put32(&mut r, 12, c)?;
         put32(&mut r, 16, m)?;
@@ -1337,6 +1355,23 @@ impl Inode {
             }
         }
         Ok(r)
+    }
+
+    /// Clamp the times to what this inode can store (as Linux's
+    /// `timestamp_truncate`), so that getattr shows what the disk keeps.
+    pub fn clamp_times(&mut self) {
+        self.atime = clamp_time(self.atime, self.has_extra(I_ATIME_EXTRA));
+        self.mtime = clamp_time(self.mtime, self.has_extra(I_MTIME_EXTRA));
+        self.ctime = clamp_time(self.ctime, self.has_extra(I_CTIME_EXTRA));
+        if !self.has_extra(I_ATIME_EXTRA) {
+            self.atime.1 = 0;
+        }
+        if !self.has_extra(I_MTIME_EXTRA) {
+            self.mtime.1 = 0;
+        }
+        if !self.has_extra(I_CTIME_EXTRA) {
+            self.ctime.1 = 0;
+        }
     }
 
     /// `S_IFMT` bits of the mode.
@@ -1613,6 +1648,22 @@ mod tests {
             let (b, x) = encode_time(t);
             assert_eq!(decode_time(b, Some(x)), t);
         }
+        // Clamped like Linux: 2038 without extra fields, 2446 with them.
+        let mut i = Inode::new_empty(128);
+        i.mtime = (1i64 << 40, 5);
+        i.atime = (-(1i64 << 40), 5);
+        let back = Inode::parse(&i.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.mtime, (i32::MAX as i64, 0));
+        assert_eq!(back.atime, (i32::MIN as i64, 0));
+        let mut i = Inode::new_empty(256);
+        i.mtime = (1i64 << 40, 5);
+        i.ctime = (4_000_000_000, 7);
+        let back = Inode::parse(&i.to_bytes().unwrap()).unwrap();
+        assert_eq!(
+            back.mtime,
+            (i32::MIN as i64 + (1i64 << 34) - 1, 999_999_999)
+        );
+        assert_eq!(back.ctime, (4_000_000_000, 7));
         let d = makedev(8, 1);
         assert_eq!((dev_major(d), dev_minor(d)), (8, 1));
         let mut i = Inode::new_empty(256);

@@ -617,6 +617,7 @@ impl VnodeOps for Ext2Node {
             }
         }
         i.ctime = t;
+        i.clamp_times();
         self.write(&i)
     }
 

@@ -579,3 +579,56 @@ fn journal_replayed_in_memory_read_only() {
         b"revoked stays\n"
     );
 }
+
+/// Times beyond what an inode holds are clamped (as Linux does): 2038 in
+/// 128-byte inodes; nanoseconds and 2446 in large ones.
+#[test]
+fn time_limits() {
+    use rumpkern::{SetAttr, SetTime, Timespec};
+    for (isize, want_max, nsec) in [
+        ("128", i32::MAX as i64, 0u32),
+        ("256", i32::MIN as i64 + (1 << 34) - 1, 999_999_999),
+    ] {
+        let t = TempDir::new("times");
+        let img = t.path().join("img");
+        mkimage(&img, None, 4096, 1024, &["-I", isize]);
+        let mp = mount_img(&img, "rw").unwrap();
+        let c = cred();
+        let f = mp.root().unwrap().create(b"f", 0o644, &c).unwrap();
+        let far = SetTime::At(Timespec::new(1 << 40, 123_456_789));
+        let near = SetTime::At(Timespec::new(1_700_000_000, 123_456_789));
+        f.setattr(
+            &SetAttr {
+                mtime: Some(far),
+                atime: Some(near),
+                ..Default::default()
+            },
+            &c,
+            false,
+        )
+        .unwrap();
+        let va = f.getattr().unwrap();
+        assert_eq!(
+            (va.mtime.sec, va.mtime.nsec),
+            (want_max, nsec),
+            "-I {isize}"
+        );
+        assert_eq!(va.atime.nsec, if isize == "256" { 123_456_789 } else { 0 });
+        drop(f);
+        mp.unmount(false).unwrap();
+        let mp = mount_img(&img, "ro").unwrap();
+        let va = mp
+            .root()
+            .unwrap()
+            .lookup(b"f", &c)
+            .unwrap()
+            .getattr()
+            .unwrap();
+        assert_eq!(
+            (va.mtime.sec, va.mtime.nsec),
+            (want_max, nsec),
+            "-I {isize} after remount"
+        );
+        assert_eq!(va.atime.sec, 1_700_000_000);
+    }
+}
