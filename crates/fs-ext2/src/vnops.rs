@@ -233,7 +233,8 @@ impl Ext2Node {
             return;
         }
         i.atime = t;
-        if let Err(e) = self.write(&i) {
+        // Losing an access time in a crash is harmless: delayed.
+        if let Err(e) = self.fs.write_inode_delayed(self.ino, &i) {
             log::warn!("ext2fs: inode {}: access time not written: {e}", self.ino);
         }
     }
