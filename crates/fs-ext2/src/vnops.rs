@@ -619,7 +619,9 @@ impl VnodeOps for Ext2Node {
         }
         i.ctime = t;
         i.clamp_times();
-        self.write(&i)
+        // Attribute changes need no ordering (a size change was written
+        // synchronously by truncate before any block was freed): delayed.
+        self.fs.write_inode_delayed(self.ino, &i)
     }
 
     fn lookup(&self, dvp: &Vnode, name: &[u8]) -> KResult<VnodeRef> {
