@@ -478,4 +478,15 @@ fn thousands_of_corrupt_images() {
         mounted > 100,
         "too few corrupt images mounted to exercise anything ({mounted})"
     );
+    // Bounded memory: the whole run's peak resident size stays small.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(kb) = peak {
+        eprintln!("peak RSS {kb} kB");
+        assert!(kb < 512 * 1024, "peak RSS {kb} kB: memory not bounded");
+    }
 }
