@@ -11,11 +11,11 @@
 //! other way round, never two node mutexes at once, and never the vnode
 //! cache while holding either.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use rumpkern::dev::BlockDevice;
-use rumpkern::{Errno, KResult, Timespec};
+use rumpkern::{Errno, KResult, Mount, Timespec};
 
 use crate::bio::Bio;
 use crate::format::*;
@@ -50,7 +50,19 @@ pub struct Ext2Fs {
     /// Reads never update access times (`-o noatime`); otherwise they do
     /// with relatime rules.
     pub(crate) noatime: AtomicBool,
+    /// What a corruption found on a read-write mount does (`s_errors`,
+    /// `-o errors=`): [`ERRORS_CONTINUE`] or [`ERRORS_RO`] (remount
+    /// read-only; also used for "panic", which a user-space server never
+    /// does).
+    pub(crate) errors: AtomicU8,
+    /// The mount, for `errors=remount-ro`.
+    pub(crate) mount: OnceLock<Weak<Mount>>,
 }
+
+/// `s_errors` / `errors=continue`: log, mark the superblock, go on.
+pub const ERRORS_CONTINUE: u8 = 1;
+/// `s_errors` / `errors=remount-ro`: also make the mount read-only.
+pub const ERRORS_RO: u8 = 2;
 
 impl Ext2Fs {
     /// Read and validate the superblock and descriptors of `dev`.
@@ -129,8 +141,21 @@ impl Ext2Fs {
             rdonly,
             corrupt_logged: AtomicBool::new(false),
             noatime: AtomicBool::new(false),
+            errors: AtomicU8::new(ERRORS_CONTINUE),
+            mount: OnceLock::new(),
             ro_reason,
         });
+        {
+            let e = lk(&fs.meta).sb.errors as u8;
+            fs.errors.store(
+                if e == ERRORS_CONTINUE || e == 0 {
+                    ERRORS_CONTINUE
+                } else {
+                    ERRORS_RO
+                },
+                Ordering::Relaxed,
+            );
+        }
         // A journal that needs recovery, on a read-only mount: replay it
         // in memory (the image is not changed), then read the descriptors
         // again through the replayed blocks.
@@ -218,10 +243,20 @@ impl Ext2Fs {
             log::debug!("ext2fs: corrupt: {what}");
         }
         if !self.rdonly {
-            let mut m = lk(&self.meta);
-            if m.sb.state & STATE_ERROR == 0 {
-                m.sb.state |= STATE_ERROR;
-                m.sb_dirty = true;
+            {
+                let mut m = lk(&self.meta);
+                if m.sb.state & STATE_ERROR == 0 {
+                    m.sb.state |= STATE_ERROR;
+                    m.sb_dirty = true;
+                }
+            }
+            if self.errors.load(Ordering::Relaxed) != ERRORS_CONTINUE {
+                if let Some(mp) = self.mount.get().and_then(Weak::upgrade) {
+                    if !mp.is_rdonly() {
+                        log::error!("ext2fs: errors=remount-ro: the file system is now read-only");
+                        mp.set_rdonly();
+                    }
+                }
             }
         }
         Errno::EIO

@@ -26,7 +26,10 @@
 //!   EINVAL and the feature named.
 //!
 //! Options: `ro`, `force` (generic), `cache=SIZE` (buffer cache budget,
-//! default 32 MiB), `noatime`, `async` (metadata writes delayed as well,
+//! default 32 MiB), `noatime`, `errors=continue|remount-ro|panic` (what
+//! a corruption met on a read-write mount does besides EIO and the
+//! superblock's error state; default from `s_errors`; "panic" means
+//! remount-ro here), `async` (metadata writes delayed as well,
 //! like Linux's ext2 or NetBSD's `-o async`: much faster for many small
 //! changes, but a crash can then need an interactive e2fsck); others are
 //! logged and ignored.
@@ -146,12 +149,28 @@ pub fn mount(
             log::warn!("ext2fs: ignoring unknown option {k}");
         }
     }
+    // Every option is checked before the device is touched.
+    let errors = match args.get("errors") {
+        None => None,
+        Some(Some("continue")) => Some(fs::ERRORS_CONTINUE),
+        Some(Some("remount-ro" | "panic")) => Some(fs::ERRORS_RO),
+        Some(v) => {
+            log::error!(
+                "ext2fs: errors={}: continue, remount-ro or panic",
+                v.unwrap_or("")
+            );
+            return Err(Errno::EINVAL);
+        }
+    };
     let fs = Ext2Fs::open_with(dev, !args.rdonly, args.force, cache).map_err(|r| {
         log::error!("ext2fs: cannot mount: {r}");
         r.errno
     })?;
     if args.get("async").is_some() && args.get("sync").is_none() {
         fs.bio.set_async(true);
+    }
+    if let Some(e) = errors {
+        fs.errors.store(e, std::sync::atomic::Ordering::Relaxed);
     }
     if args.get("noatime").is_some() {
         fs.noatime.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -160,6 +179,7 @@ pub fn mount(
     if let Some(why) = &fs.ro_reason {
         mp.set_prop("ro_reason", why);
     }
+    let _ = fs.mount.set(Arc::downgrade(&mp));
     mp.set_ops(Box::new(vfsops::Ext2Vfs { fs: fs.clone() }));
     Ok((mp, fs))
 }

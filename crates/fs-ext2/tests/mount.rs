@@ -632,3 +632,39 @@ fn time_limits() {
         assert_eq!(va.atime.sec, 1_700_000_000);
     }
 }
+
+/// errors=remount-ro: a corruption met on a read-write mount turns the
+/// mount read-only at once (EROFS afterwards); the error state is saved.
+#[test]
+fn errors_remount_ro() {
+    let t = TempDir::new("errorsro");
+    let img = small(&t, 1024);
+    let root_blk: u64 = debugfs(&img, "blocks /")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    poke(&img, root_blk * 1024 + 12 + 4, &0u16.to_le_bytes());
+    assert_eq!(
+        mount_img(&img, "rw,errors=bogus").err(),
+        Some(Errno::EINVAL)
+    );
+    let mp = mount_img(&img, "rw,errors=remount-ro").unwrap();
+    let root = mp.root().unwrap();
+    assert_eq!(root.lookup(b"x", &cred()).err(), Some(Errno::EIO));
+    assert!(mp.is_rdonly(), "remounted read-only");
+    assert_eq!(root.mkdir(b"d", 0o755, &cred()).err(), Some(Errno::EROFS));
+    drop(root);
+    mp.unmount(false).unwrap();
+    assert_eq!(
+        le16(&peek(&img, 1024, 1024), 58).unwrap() & 3,
+        2,
+        "ERROR recorded"
+    );
+    // errors=continue (the default from mke2fs): stays writable.
+    let mp = mount_img(&img, "rw,force,errors=continue").unwrap();
+    let root = mp.root().unwrap();
+    assert_eq!(root.lookup(b"x", &cred()).err(), Some(Errno::EIO));
+    assert!(!mp.is_rdonly());
+}
