@@ -44,11 +44,24 @@
 //! one directory rewrites the entry in place when the name fits, otherwise
 //! the source's link count is raised while both names exist; pointers are
 //! cleared before blocks are freed; a new indirect block is zeroed before
-//! anything points at it. Block bitmaps, group descriptors, the superblock,
-//! file data and the inode updates of a write are delayed (buffer cache,
-//! syncer every 5 s, `fsync`, `sync`, unmount). Known window: moving a
-//! directory to another parent leaves two entries for a moment, which
-//! e2fsck only fixes interactively.
+//! anything points at it. Bitmaps, group descriptors, the superblock,
+//! file data, the inode updates of a write, a directory's own inode after
+//! its entries changed, attribute-only changes and access times are
+//! delayed (buffer cache, syncer every 5 s, `fsync`, `sync`, unmount):
+//! after a crash they can only lag behind in ways e2fsck -p repairs (the
+//! crash test cuts power after every single write of a workload to check
+//! this). Known window: moving a directory to another parent leaves two
+//! entries for a moment, which e2fsck only fixes interactively.
+//!
+//! # Also
+//!
+//! Large directories get an in-memory index (name → block) while their
+//! vnode lives, so lookups and changes touch one block. Blocks reserved
+//! for root (`mke2fs -m`) are honoured. BSD file flags map to ext2's as
+//! NetBSD maps them (`UF_NODUMP`, `SF_IMMUTABLE`, `SF_APPEND`) and are
+//! enforced. Times are clamped to what the inode holds (2038 in 128-byte
+//! inodes). Deleting a file drops its extended attribute block reference.
+//! statvfs counts exactly as the kernel's driver does.
 //!
 //! A file system that was not cleanly unmounted (or has errors recorded)
 //! mounts read-only unless `-o force`. A read-write mount marks the
