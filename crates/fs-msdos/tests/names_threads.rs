@@ -125,3 +125,142 @@ fn concurrent_threads() {
     assert_eq!(names.len(), 4 * (100 + 30 + 1));
     mp.unmount(false).unwrap();
 }
+
+/// Walkers (readdir, lookup, stat, read, `..`) race with threads that
+/// create, rename directories back and forth between two parents, write
+/// and remove: no deadlock, no error other than the races explain
+/// (ENOENT), and fsck.fat is clean afterwards.
+#[test]
+fn walkers_race_renames() {
+    use rumpkern::{Errno, VType, VnodeRef};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn walk(d: &VnodeRef, depth: u32) {
+        if depth > 8 {
+            return;
+        }
+        let mut names = Vec::new();
+        let _ = d.readdir(0, &mut |e| {
+            names.push(e.name.to_vec());
+            true
+        });
+        for n in names {
+            match d.lookup(&n, &Cred::root()) {
+                Ok(v) => {
+                    let _ = v.getattr().unwrap();
+                    if n == b"." || n == b".." {
+                        continue;
+                    }
+                    if v.vtype() == VType::Dir {
+                        walk(&v, depth + 1);
+                    } else {
+                        let mut b = vec![0u8; 8192];
+                        let _ = v.read(&mut b, 0).unwrap();
+                    }
+                }
+                Err(e) => assert_eq!(e, Errno::ENOENT, "lookup race"),
+            }
+        }
+    }
+
+    let t = TempDir::new("race");
+    let img = t.path().join("img");
+    mkfs(&img, 16, 512, 4, 32, &[]);
+    let mp = mount(&img, "");
+    let c = Cred::root();
+    {
+        let r = mp.root().unwrap();
+        let a = r.mkdir(b"left", 0o755, &c).unwrap();
+        r.mkdir(b"right", 0o755, &c).unwrap();
+        for i in 0..10 {
+            let d = a.mkdir(format!("mover {i}").as_bytes(), 0o755, &c).unwrap();
+            d.create(b"inside", 0o644, &c)
+                .unwrap()
+                .write(b"data", 0, 0, &c)
+                .unwrap();
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let walks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let mut hs = Vec::new();
+    for w in 0..2 {
+        let (mp, stop, tx, walks) = (mp.clone(), stop.clone(), tx.clone(), walks.clone());
+        hs.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                walk(&mp.root().unwrap(), 0);
+                walks.fetch_add(1, Ordering::Relaxed);
+            }
+            tx.send(format!("walker {w}")).unwrap();
+        }));
+    }
+    {
+        let (mp, tx, walks) = (mp.clone(), tx.clone(), walks.clone());
+        hs.push(std::thread::spawn(move || {
+            let c = Cred::root();
+            let r = mp.root().unwrap();
+            let l = r.lookup(b"left", &c).unwrap();
+            let rt = r.lookup(b"right", &c).unwrap();
+            let mut round = 0;
+            // Keep going until the walkers have raced with us for a while
+            // (and stop after an even number of rounds).
+            while round < 200 || walks.load(Ordering::Relaxed) < 100 || round % 2 == 1 {
+                assert!(round < 1_000_000);
+                let (from, to) = if round % 2 == 0 { (&l, &rt) } else { (&rt, &l) };
+                for i in 0..10 {
+                    from.rename(
+                        format!("mover {i}").as_bytes(),
+                        to,
+                        format!("mover {i}").as_bytes(),
+                        &c,
+                    )
+                    .unwrap();
+                }
+                round += 1;
+            }
+            tx.send("renamer".to_string()).unwrap();
+        }));
+    }
+    {
+        let (mp, tx) = (mp.clone(), tx.clone());
+        hs.push(std::thread::spawn(move || {
+            let c = Cred::root();
+            // (The fixed FAT16 root has 512 slots: churn in a subdirectory.)
+            let r = mp.root().unwrap().mkdir(b"churn", 0o755, &c).unwrap();
+            for i in 0..1000 {
+                let n = format!("churn {i}");
+                let f = r.create(n.as_bytes(), 0o644, &c).unwrap();
+                f.write(&pattern(3000, i), 0, 0, &c).unwrap();
+                if i % 2 == 0 {
+                    r.remove(n.as_bytes(), &c).unwrap();
+                }
+            }
+            tx.send("churner".to_string()).unwrap();
+        }));
+    }
+    for _ in 0..2 {
+        rx.recv_timeout(Duration::from_secs(240))
+            .expect("writers deadlocked or died");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for _ in 0..2 {
+        rx.recv_timeout(Duration::from_secs(240))
+            .expect("walkers deadlocked or died");
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    let r = mp.root().unwrap();
+    let l = r.lookup(b"left", &c).unwrap();
+    assert_eq!(
+        list(&l).len(),
+        10,
+        "all movers back in left after an even number of rounds"
+    );
+    assert_eq!(list(&r).len(), 3);
+    assert_eq!(list(&r.lookup(b"churn", &c).unwrap()).len(), 500);
+    drop((r, l));
+    mp.unmount(false).unwrap();
+    assert_fsck_clean(&img);
+}
