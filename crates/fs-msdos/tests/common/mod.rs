@@ -55,10 +55,12 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// mtools environment: UTF-8 names, no geometry checks.
+/// mtools environment: UTF-8 names, no geometry checks, times in UTC (the
+/// driver's default zone).
 pub fn mtools(cmd: &str) -> Command {
     let mut c = Command::new(cmd);
-    c.env("LC_ALL", "C.UTF-8")
+    c.env("TZ", "UTC")
+        .env("LC_ALL", "C.UTF-8")
         .env("LANG", "C.UTF-8")
         .env("MTOOLS_SKIP_CHECK", "1");
     c
