@@ -19,6 +19,7 @@ large-file run.
 Usage: sudo bench/ext2.py [--runs 5] [--work /var/tmp/rumpfs-bench]
        [--only ls,out,...] [--systems kernel,fuse2fs,rump] [--small]
        [--rump-opts blkio=cached,...]
+RUMP_EXT2FS=path runs another rump_ext2fs build (A/B comparisons).
 Prints a markdown table of medians and ratios; with --write, appends it to
 docs/performance.md. Needs root, e2fsprogs, fuse2fs, target/release binaries.
 """
@@ -105,7 +106,7 @@ class Mounted:
             cmd = ["fuse2fs", "-f", img, mnt, "-o", ("ro," if ro else "") + "allow_other"]
         else:
             opts = ("ro," if ro else "") + "allow_other" + ("," + Mounted.rump_opts if Mounted.rump_opts else "")
-            cmd = [os.path.join(REL, "rump_ext2fs"), "-f", "-o", opts, img, mnt]
+            cmd = [os.environ.get("RUMP_EXT2FS", os.path.join(REL, "rump_ext2fs")), "-f", "-o", opts, img, mnt]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(2000):
             if os.path.ismount(mnt):

@@ -762,13 +762,11 @@ impl BufCache {
         }
         let start = bufs[0].0;
         let total: usize = bufs.iter().map(|(_, d)| d.len()).sum();
+        // Nobody waits on this write (eviction, syncer, sync, bawrite):
+        // the device may skip its per-write wait; `sync(wait)` flushes.
         let res = st.unlocked(|| {
-            if bufs.len() == 1 {
-                self.dev.write_at(start, &bufs[0].1)
-            } else {
-                let iov: Vec<&[u8]> = bufs.iter().map(|(_, d)| &d[..]).collect();
-                self.dev.writev_at(start, &iov)
-            }
+            let iov: Vec<&[u8]> = bufs.iter().map(|(_, d)| &d[..]).collect();
+            self.dev.writev_at_delayed(start, &iov)
         });
         self.dev_writes.fetch_add(1, Ordering::Relaxed);
         if res.is_ok() {
@@ -1090,6 +1088,8 @@ mod tests {
         fail_writes: AtomicBool,
         /// (offset, length) of every write request.
         write_log: Mutex<Vec<(u64, usize)>>,
+        /// Writes that came through `writev_at_delayed`.
+        delayed: AtomicU64,
     }
 
     impl MemDev {
@@ -1106,6 +1106,7 @@ mod tests {
                 flushes: AtomicU64::new(0),
                 fail_writes: AtomicBool::new(false),
                 write_log: Mutex::new(Vec::new()),
+                delayed: AtomicU64::new(0),
             })
         }
         fn bytes(&self, off: u64, len: usize) -> Vec<u8> {
@@ -1157,6 +1158,10 @@ mod tests {
                 p += b.len();
             }
             Ok(())
+        }
+        fn writev_at_delayed(&self, off: u64, bufs: &[&[u8]]) -> RuResult<()> {
+            self.delayed.fetch_add(1, Ordering::SeqCst);
+            self.writev_at(off, bufs)
         }
         fn flush(&self) -> RuResult<()> {
             self.flushes.fetch_add(1, Ordering::SeqCst);
@@ -1559,6 +1564,25 @@ mod tests {
         assert_eq!(c.bread(64 * 1024, K4).err(), Some(Errno::EIO));
         let s = c.stats();
         assert_eq!((s.buffers, s.bytes_cached), (0, 0));
+    }
+
+    #[test]
+    fn write_back_is_delayed_bwrite_is_not() {
+        let dev = MemDev::new(1 << 20);
+        let c = cache(&dev, 64 * K4);
+        let mut b = c.getblk(0, K4).unwrap();
+        b.data_mut().fill(1);
+        b.bwrite().unwrap();
+        assert_eq!(dev.delayed.load(Ordering::SeqCst), 0, "bwrite waits: not a delayed write");
+        for i in 1..4u64 {
+            let mut b = c.getblk(i * K4 as u64, K4).unwrap();
+            b.data_mut().fill(2);
+            b.bdwrite();
+        }
+        c.sync(true).unwrap();
+        assert_eq!(dev.delayed.load(Ordering::SeqCst), 1, "one clustered delayed write");
+        assert_eq!(dev.bytes(K4 as u64, 3 * K4), vec![2u8; 3 * K4]);
+        assert!(dev.flushes.load(Ordering::SeqCst) >= 1, "sync(wait) flushes the device");
     }
 
     #[test]

@@ -483,7 +483,44 @@ impl FileDevice {
         }
     }
 
+    /// The policy's work after a successful delayed write (see
+    /// [`BlockDevice::writev_at_delayed`]): `RangeSync` starts the
+    /// write-out of the range without waiting for it; the others do
+    /// nothing (`Direct` writes have already reached the device; `Fsync`
+    /// and `Cached` leave it to `flush`).
+    fn after_delayed_write(&self, off: u64, len: usize) -> RuResult<()> {
+        if self.blkio != BlkIo::RangeSync {
+            return Ok(());
+        }
+        loop {
+            // SAFETY: sync_file_range only takes integers; the fd is owned
+            // by self.file and open.
+            let r = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    off as _,
+                    len as _,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = last_host_error();
+            match e.0 {
+                libc::EINTR => continue,
+                // No ranged write-out here: flush() will write it.
+                libc::ENOSYS | libc::EOPNOTSUPP | libc::ESPIPE => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+    }
+
     fn do_write(&self, off: u64, bufs: &[&[u8]]) -> RuResult<()> {
+        self.do_write_how(off, bufs, false)
+    }
+
+    fn do_write_how(&self, off: u64, bufs: &[&[u8]], delayed: bool) -> RuResult<()> {
         if self.read_only {
             return Err(Error::EROFS);
         }
@@ -499,7 +536,11 @@ impl FileDevice {
         } else {
             self.write_iov(off, bufs)?;
         }
-        self.after_write(off, total)
+        if delayed {
+            self.after_delayed_write(off, total)
+        } else {
+            self.after_write(off, total)
+        }
     }
 }
 
@@ -518,6 +559,10 @@ impl BlockDevice for FileDevice {
 
     fn writev_at(&self, off: u64, bufs: &[&[u8]]) -> RuResult<()> {
         self.do_write(off, bufs)
+    }
+
+    fn writev_at_delayed(&self, off: u64, bufs: &[&[u8]]) -> RuResult<()> {
+        self.do_write_how(off, bufs, true)
     }
 
     fn flush(&self) -> RuResult<()> {

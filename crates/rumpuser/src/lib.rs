@@ -21,12 +21,12 @@
 //! Write-through policies ([`BlkIo`]); the default is [`BlkIo::DEFAULT`]
 //! (`RangeSync` until benchmarks decide otherwise):
 //!
-//! | policy | after each write | `flush()` |
-//! |---|---|---|
-//! | `Direct` | nothing: `O_DIRECT` bypasses the host cache (aligned bounce buffers when the caller's are not aligned; falls back to `RangeSync` with one warning where the host refuses `O_DIRECT`) | `fdatasync` (drive cache) |
-//! | `RangeSync` | `sync_file_range(WAIT_BEFORE\|WRITE\|WAIT_AFTER)` on the written range | `fdatasync` |
-//! | `Fsync` | `fdatasync` | `fsync` |
-//! | `Cached` | nothing: data may sit in the host cache (tests, benchmarks only) | `fsync` |
+//! | policy | after each write | after a delayed write (`writev_at_delayed`) | `flush()` |
+//! |---|---|---|---|
+//! | `Direct` | nothing: `O_DIRECT` bypasses the host cache (aligned bounce buffers when the caller's are not aligned; falls back to `RangeSync` with one warning where the host refuses `O_DIRECT`) | nothing (already on the device) | `fdatasync` (drive cache) |
+//! | `RangeSync` | `sync_file_range(WAIT_BEFORE\|WRITE\|WAIT_AFTER)` on the written range | `sync_file_range(WRITE)`: write-out started, not waited for | `fdatasync` |
+//! | `Fsync` | `fdatasync` | nothing | `fsync` |
+//! | `Cached` | nothing: data may sit in the host cache (tests, benchmarks only) | nothing | `fsync` |
 //!
 //! ## Block devices (I/O, the [`BlockDevice`] trait)
 //!
@@ -38,6 +38,7 @@
 //! | `readv_at(off, bufs)` | read buffers laid end to end, one device request (`preadv`) | as `read_at` |
 //! | `write_at(off, buf)` | write all of `buf` (`pwrite`, short writes retried), then apply the policy | `EROFS` read-only device; `EIO` past the end; `ENOSPC`, `EIO` from the host |
 //! | `writev_at(off, bufs)` | write buffers laid end to end, one device request (`pwritev`) | as `write_at` |
+//! | `writev_at_delayed(off, bufs)` | as `writev_at`, for write-back nobody waits on: durable at the next `flush()`, unordered until then (see the policy table) | as `write_at` |
 //! | `flush()` | barrier: every completed write is durable | `EIO` (host write-back error) |
 //! | `size()`, `sector_size()`, `is_read_only()` | geometry: `fstat`/`BLKGETSIZE64`, `BLKSSZGET` (512 for files) | none |
 //!
@@ -84,7 +85,7 @@ pub use file::{open_device, BlkIo, FileDevice, OpenOpts};
 pub use mem::MemDevice;
 
 /// Version of this interface; bumped whenever a call changes.
-pub const RUMPUSER_VERSION: u32 = 2;
+pub const RUMPUSER_VERSION: u32 = 3;
 
 /// A host error, as an errno number (Linux values).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -168,6 +169,17 @@ pub trait BlockDevice: Send + Sync {
             o += b.len() as u64;
         }
         Ok(())
+    }
+    /// Write a run of buffers as `writev_at` does, for write-back that no
+    /// caller waits on (delayed writes of a buffer cache: eviction, syncer,
+    /// `sync`). The policy may return once the host has the data, without
+    /// waiting for it to reach stable storage; it is durable after the
+    /// next [`flush`](Self::flush), and its order against later writes is
+    /// not kept until then (NetBSD's asynchronous writes give no order
+    /// either; a driver that needs one uses a waited write). Default: as
+    /// `writev_at`. Errors: as `writev_at`.
+    fn writev_at_delayed(&self, off: u64, bufs: &[&[u8]]) -> RuResult<()> {
+        self.writev_at(off, bufs)
     }
     /// Make every completed write durable (a barrier).
     fn flush(&self) -> RuResult<()>;

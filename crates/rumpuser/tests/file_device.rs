@@ -137,8 +137,8 @@ fn open_errors() {
     );
 }
 
-/// Every policy writes data (plain, vectored, unaligned) that a fresh open
-/// reads back, and that the host file holds.
+/// Every policy writes data (plain, vectored, unaligned, delayed) that a
+/// fresh open reads back, and that the host file holds.
 #[test]
 fn every_policy_persists_for_a_fresh_open() {
     for p in ALL {
@@ -163,6 +163,17 @@ fn every_policy_persists_for_a_fresh_open() {
             model[100_000..101_000].copy_from_slice(&c1);
             model[101_000..101_024].copy_from_slice(&c2);
             model[101_024..106_024].copy_from_slice(&c3);
+            // Delayed write-back (buffer cache eviction/sync): aligned and not.
+            let (d1, d2) = (pattern(4096, 15), pattern(8192, 16));
+            dev.writev_at_delayed(131_072, &[&d1, &d2]).unwrap();
+            model[131_072..143_360].copy_from_slice(&[d1, d2].concat());
+            let e = pattern(777, 17);
+            dev.writev_at_delayed(200_003, &[&e]).unwrap();
+            model[200_003..200_780].copy_from_slice(&e);
+            assert!(
+                read_all(&dev) == model,
+                "policy {p}: delayed writes read back before flush"
+            );
             dev.flush().unwrap();
         }
         let fresh = open_device(img.as_str(), &opts(BlkIo::Cached)).unwrap();
