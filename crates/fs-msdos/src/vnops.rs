@@ -413,15 +413,22 @@ impl VnodeOps for MsdosNode {
         } else {
             (st.e.size as u64).div_ceil(cs)
         };
+        // An unlinked node still open has no name left: fstat shows nlink
+        // 0, as on every Unix file system.
         let (size, nlink) = if self.is_dir {
             let size = if self.is_root && !fs.fat32() {
                 fs.geo.root_entries as u64 * 32
             } else {
                 clusters * cs
             };
-            (size, 2 + self.subdirs(&mut st).unwrap_or(0))
+            let nlink = if st.unlinked {
+                0
+            } else {
+                2 + self.subdirs(&mut st).unwrap_or(0)
+            };
+            (size, nlink)
         } else {
-            (st.e.size as u64, 1)
+            (st.e.size as u64, if st.unlinked { 0 } else { 1 })
         };
         Ok(Vattr {
             vtype,

@@ -496,6 +496,14 @@ fn unlinked_while_open() {
     let g = write_file(&r, "open file", b"new");
     assert_ne!(g.ino(), f.ino());
     assert_eq!(read_all(&f), pattern(100_000, 9));
+    // No name left: nlink 0 (pjdfstest unlink::open_file_not_freed).
+    assert_eq!(f.getattr().unwrap().nlink, 0);
+    assert_eq!(g.getattr().unwrap().nlink, 1);
+    let d = r.mkdir(b"gone", 0o755, &c()).unwrap();
+    assert_eq!(d.getattr().unwrap().nlink, 2);
+    r.rmdir(b"gone", &c()).unwrap();
+    assert_eq!(d.getattr().unwrap().nlink, 0);
+    drop(d);
     drop(f);
     assert_eq!(mp.statvfs().unwrap().bfree, before - 1);
     drop((r, g));
