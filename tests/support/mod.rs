@@ -48,7 +48,11 @@ fn unescape(s: &str) -> Vec<u8> {
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            out.push(((b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32) as u8);
+            out.push(
+                ((b[i + 1] - b'0') as u32 * 64
+                    + (b[i + 2] - b'0') as u32 * 8
+                    + (b[i + 3] - b'0') as u32) as u8,
+            );
             i += 4;
         } else {
             out.push(b[i]);
@@ -303,9 +307,17 @@ impl MountGuard {
         g.child = Some(child);
         let mp = g.mp.clone();
         let ok = wait_for(Duration::from_secs(20), || {
-            is_mounted(&mp) || g.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+            is_mounted(&mp)
+                || g.child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
         });
-        assert!(ok && is_mounted(&g.mp), "{exe} -f did not mount {} on {}", special.display(), g.mp.display());
+        assert!(
+            ok && is_mounted(&g.mp),
+            "{exe} -f did not mount {} on {}",
+            special.display(),
+            g.mp.display()
+        );
         g
     }
 
@@ -314,7 +326,8 @@ impl MountGuard {
     pub fn unmount_wait(&mut self) -> Option<ExitStatus> {
         let mp = self.mp.clone();
         assert!(
-            wait_for(Duration::from_secs(10), || umount_path(&mp, 0) == 0 || !is_mounted(&mp)),
+            wait_for(Duration::from_secs(10), || umount_path(&mp, 0) == 0
+                || !is_mounted(&mp)),
             "cannot unmount {}",
             mp.display()
         );
@@ -444,7 +457,12 @@ pub struct CompareOpts {
 }
 
 impl CompareOpts {
-    pub const ALL: CompareOpts = CompareOpts { owners: true, nlink: true, file_mtime: true, dir_mtime: true };
+    pub const ALL: CompareOpts = CompareOpts {
+        owners: true,
+        nlink: true,
+        file_mtime: true,
+        dir_mtime: true,
+    };
 }
 
 fn read_chunk(p: &Path, off: u64, len: usize) -> Vec<u8> {
@@ -479,7 +497,12 @@ fn names(d: &Path, top: bool) -> Vec<std::ffi::OsString> {
 fn compare_dir(a: &Path, b: &Path, o: CompareOpts, diffs: &mut Vec<String>, top: bool) {
     let (na, nb) = (names(a, top), names(b, top));
     if na != nb {
-        diffs.push(format!("{}: entries differ: {:?} vs {:?}", b.display(), na, nb));
+        diffs.push(format!(
+            "{}: entries differ: {:?} vs {:?}",
+            b.display(),
+            na,
+            nb
+        ));
         return;
     }
     for n in na {
@@ -490,9 +513,17 @@ fn compare_dir(a: &Path, b: &Path, o: CompareOpts, diffs: &mut Vec<String>, top:
                 diffs.push(format!("{}: {what} {x} vs {y}", pb.display()));
             }
         };
-        d("mode", format!("{:o}", sa.st_mode), format!("{:o}", sb.st_mode));
+        d(
+            "mode",
+            format!("{:o}", sa.st_mode),
+            format!("{:o}", sb.st_mode),
+        );
         if o.owners {
-            d("owner", format!("{}:{}", sa.st_uid, sa.st_gid), format!("{}:{}", sb.st_uid, sb.st_gid));
+            d(
+                "owner",
+                format!("{}:{}", sa.st_uid, sa.st_gid),
+                format!("{}:{}", sb.st_uid, sb.st_gid),
+            );
         }
         let fmt = sa.st_mode & libc::S_IFMT;
         let is_dir = fmt == libc::S_IFDIR;
@@ -510,9 +541,9 @@ fn compare_dir(a: &Path, b: &Path, o: CompareOpts, diffs: &mut Vec<String>, top:
                     let same = if size <= 64 << 20 {
                         std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap()
                     } else {
-                        [0, size / 2, size - (1 << 20)]
-                            .iter()
-                            .all(|&off| read_chunk(&pa, off, 1 << 20) == read_chunk(&pb, off, 1 << 20))
+                        [0, size / 2, size - (1 << 20)].iter().all(|&off| {
+                            read_chunk(&pa, off, 1 << 20) == read_chunk(&pb, off, 1 << 20)
+                        })
                     };
                     if !same {
                         diffs.push(format!("{}: contents differ", pb.display()));
@@ -524,7 +555,9 @@ fn compare_dir(a: &Path, b: &Path, o: CompareOpts, diffs: &mut Vec<String>, top:
                 format!("{:?}", std::fs::read_link(&pa).unwrap()),
                 format!("{:?}", std::fs::read_link(&pb).unwrap()),
             ),
-            libc::S_IFCHR | libc::S_IFBLK => d("rdev", sa.st_rdev.to_string(), sb.st_rdev.to_string()),
+            libc::S_IFCHR | libc::S_IFBLK => {
+                d("rdev", sa.st_rdev.to_string(), sb.st_rdev.to_string())
+            }
             libc::S_IFDIR => compare_dir(&pa, &pb, o, diffs, false),
             _ => {}
         }
@@ -566,7 +599,12 @@ pub struct KernelMount {
 impl KernelMount {
     pub fn new(fstype: &str, image: &Path) -> KernelMount {
         let mp = temp_dir("kmount");
-        must(Command::new("mount").args(["-t", fstype, "-o", "loop,ro"]).arg(image).arg(&mp));
+        must(
+            Command::new("mount")
+                .args(["-t", fstype, "-o", "loop,ro"])
+                .arg(image)
+                .arg(&mp),
+        );
         KernelMount { mp }
     }
 }
@@ -574,7 +612,9 @@ impl KernelMount {
 impl Drop for KernelMount {
     fn drop(&mut self) {
         let mp = self.mp.clone();
-        if !wait_for(Duration::from_secs(5), || umount_path(&mp, 0) == 0 || !is_mounted(&mp)) {
+        if !wait_for(Duration::from_secs(5), || {
+            umount_path(&mp, 0) == 0 || !is_mounted(&mp)
+        }) {
             umount_path(&mp, libc::MNT_DETACH);
         }
         let _ = std::fs::remove_dir(&self.mp);
