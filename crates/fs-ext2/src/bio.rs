@@ -11,15 +11,18 @@
 //! Write policy: metadata (bitmaps, inode table blocks, descriptor blocks,
 //! directory and indirect blocks) goes through [`Bio::bwrite`], which is on
 //! the device when it returns — the synchronous ordering the driver relies
-//! on for crash consistency. File data goes through [`Bio::bdwrite`]
-//! (delayed: written by `sync`, `fsync`, the syncer or eviction).
+//! on for crash consistency. File data and metadata whose order does not
+//! matter go through [`Bio::bdwrite`] (delayed: written by `sync`,
+//! `fsync`, the syncer or eviction); [`Bio::barrier`] makes everything
+//! written so far durable (the ordering points of held-back inode
+//! updates, see `Ext2Fs::write_inode_delayed`).
 //! Callers that read-modify-write a block shared with other files
 //! (bitmaps, inode table blocks, descriptor blocks) hold the mount's
 //! metadata lock; the cache's buffer lock is only held inside this module.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use rumpkern::buf::BufCache;
@@ -42,6 +45,10 @@ pub struct Bio {
     /// Blocks replayed from the journal (read-only mounts): they replace
     /// what the device holds.
     overlay: OnceLock<HashMap<u64, Vec<u8>>>,
+    /// Held shared by every call that holds a cache buffer, exclusive by
+    /// [`Bio::barrier`], so that no buffer is held (and skipped by the
+    /// cache's sync) while a barrier writes everything back.
+    gate: RwLock<()>,
 }
 
 impl Bio {
@@ -57,12 +64,30 @@ impl Bio {
             nblocks,
             async_meta: AtomicBool::new(false),
             overlay: OnceLock::new(),
+            gate: RwLock::new(()),
         }
     }
 
     /// Start the periodic write-back of delayed writes.
     pub fn start_syncer(&self) -> KResult<()> {
         self.cache.start_syncer(SYNC_INTERVAL)
+    }
+
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ordering point: every block written or made dirty before this call
+    /// is on the device (and flushed) when it returns. Later writes may
+    /// depend on them (the inode updates `Ext2Fs` holds back until then).
+    pub fn barrier(&self) -> KResult<()> {
+        let _g = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.cache.sync(true)
+    }
+
+    /// Metadata writes are delayed (`-o async`).
+    pub fn is_async(&self) -> bool {
+        self.async_meta.load(Ordering::Relaxed)
     }
 
     fn check(&self, bno: u64) -> KResult<u64> {
@@ -98,6 +123,7 @@ impl Bio {
     /// journal overlay (the journal's own blocks).
     pub fn bread_raw(&self, bno: u64) -> KResult<Vec<u8>> {
         let off = self.check(bno)?;
+        let _g = self.shared();
         let b = self.cache.bread(off, self.bsize as usize)?;
         Ok(b.data().to_vec())
     }
@@ -117,6 +143,7 @@ impl Bio {
         }
         let off = self.check(bno)?;
         let ahead = (ahead as u64).min(self.nblocks - bno) as usize;
+        let _g = self.shared();
         let b = self
             .cache
             .bread_cluster(off, self.bsize as usize, ahead.max(1))?;
@@ -143,6 +170,7 @@ impl Bio {
     /// Write one block at `bno`, synchronously (metadata; delayed with
     /// `-o async`).
     pub fn bwrite(&self, bno: u64, data: &[u8]) -> KResult<()> {
+        let _g = self.shared();
         let b = self.put(bno, data)?;
         if self.async_meta.load(Ordering::Relaxed) {
             b.bdwrite();
@@ -154,7 +182,20 @@ impl Bio {
 
     /// Write one block at `bno`, delayed (file data).
     pub fn bdwrite(&self, bno: u64, data: &[u8]) -> KResult<()> {
+        let _g = self.shared();
         self.put(bno, data)?.bdwrite();
+        Ok(())
+    }
+
+    /// Zero block `bno`, delayed (without reading it): for a new block
+    /// that only becomes reachable through a write held back until the
+    /// next [`Bio::barrier`].
+    pub fn bzero_delayed(&self, bno: u64) -> KResult<()> {
+        let off = self.check(bno)?;
+        let _g = self.shared();
+        let mut b = self.cache.getblk(off, self.bsize as usize)?;
+        b.data_mut().fill(0);
+        b.bdwrite();
         Ok(())
     }
 

@@ -223,7 +223,9 @@ pub(crate) fn bmap_alloc(
         let b = alloc::alloc_block(fs, goal, resv)?;
         inode.blocks += sectors(fs);
         if !path.is_empty() {
-            if let Err(e) = fs.bio.bzero(b, 1) {
+            // Linked from the inode, whose update is held back until
+            // this block is durable (`write_inode_delayed`): delayed.
+            if let Err(e) = fs.bio.bzero_delayed(b) {
                 let _ = alloc::free_block(fs, b);
                 inode.blocks -= sectors(fs);
                 return Err(e);

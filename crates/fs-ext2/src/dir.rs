@@ -426,7 +426,9 @@ pub(crate) fn remove_entry(
 /// room (splitting an entry's slack), else in a new block appended to the
 /// directory. `d.size`, `d.block`, `d.blocks` may change: the caller
 /// writes the inode. `resv`: the caller may use root's reserved blocks.
-/// Returns true if the directory grew. Errors: ENOSPC, EFBIG, EIO.
+/// Returns true if the directory grew. `delayed`: the block is written
+/// later (a new node's entry, which needs no order: see `make_node`);
+/// otherwise synchronously. Errors: ENOSPC, EFBIG, EIO.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn add_entry(
     fs: &Ext2Fs,
@@ -436,10 +438,11 @@ pub(crate) fn add_entry(
     ino: u32,
     ftype: u8,
     resv: bool,
+    delayed: bool,
     ix: &mut Option<DirIndex>,
 ) -> KResult<bool> {
     ensure_index(fs, dino, d, ix)?;
-    let r = add_entry_inner(fs, dino, d, name, ino, ftype, resv, ix);
+    let r = add_entry_inner(fs, dino, d, name, ino, ftype, resv, delayed, ix);
     invalidate_on_error(ix, r)
 }
 
@@ -452,8 +455,16 @@ fn add_entry_inner(
     ino: u32,
     ftype: u8,
     resv: bool,
+    delayed: bool,
     ix: &mut Option<DirIndex>,
 ) -> KResult<bool> {
+    let put = |p: u64, blk: &[u8]| {
+        if delayed {
+            fs.bio.bdwrite(p, blk)
+        } else {
+            fs.bio.bwrite(p, blk)
+        }
+    };
     let need = dirent_size(name.len());
     let ft = if fs.geo.filetype { ftype } else { 0 };
     let bs = fs.geo.block_size as usize;
@@ -496,7 +507,7 @@ fn add_entry_inner(
             (off + used, h.rec_len - used)
         };
         write_entry(&mut blk, eoff, rec_len, name, ino, ft, fs.geo.filetype)?;
-        fs.bio.bwrite(p, &blk)?;
+        put(p, &blk)?;
         if let Some(x) = ix.as_mut() {
             x.names.entry(name.to_vec()).or_insert((ino, lbn));
             x.set_free(lbn, block_free(fs, dino, &blk)?);
@@ -518,7 +529,9 @@ fn add_entry_inner(
     let (p, _) = bmap::bmap_alloc(fs, dino, d, nblocks, goal, &mut mc, resv)?;
     let mut blk = vec![0u8; bs];
     write_entry(&mut blk, 0, bs, name, ino, ft, fs.geo.filetype)?;
-    fs.bio.bwrite(p, &blk)?;
+    // Reachable through the directory's inode, whose update (`write_dir`)
+    // is held back until this block is durable.
+    put(p, &blk)?;
     d.size += bs as u64;
     if let Some(x) = ix.as_mut() {
         x.names.entry(name.to_vec()).or_insert((ino, nblocks));

@@ -11,10 +11,12 @@
 //! other way round, never two node mutexes at once, and never the vnode
 //! cache while holding either.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use rumpkern::dev::BlockDevice;
+use rumpkern::kthread::Syncer;
 use rumpkern::{Errno, KResult, Mount, Timespec};
 
 use crate::bio::Bio;
@@ -34,7 +36,18 @@ pub(crate) struct Meta {
     /// Descriptor blocks changed since the last write-back.
     pub gd_dirty: Vec<bool>,
     pub sb_dirty: bool,
+    /// Inode updates held back until the next ordering point (see
+    /// [`Ext2Fs::write_inode_delayed`]): inode number -> (sequence number
+    /// of the update, the inode).
+    pub pending: HashMap<u32, (u64, Inode)>,
+    /// Sequence number of the last held-back update.
+    pub pending_seq: u64,
 }
+
+/// Held-back inode updates that make the writer start an ordering point
+/// in the background (the syncer), and in its own thread (memory bound).
+const PENDING_KICK: usize = 4096;
+const PENDING_MAX: usize = 16384;
 
 /// One mounted ext2 file system.
 pub struct Ext2Fs {
@@ -57,6 +70,11 @@ pub struct Ext2Fs {
     pub(crate) errors: AtomicU8,
     /// The mount, for `errors=remount-ro`.
     pub(crate) mount: OnceLock<Weak<Mount>>,
+    /// Serializes ordering points ([`Ext2Fs::flush_pending`]).
+    epoch: Mutex<()>,
+    /// Writes held-back inode updates every [`crate::bio::SYNC_INTERVAL`]
+    /// (read-write mounts).
+    pending_syncer: Mutex<Option<Syncer>>,
 }
 
 /// `s_errors` / `errors=continue`: log, mark the superblock, go on.
@@ -133,6 +151,8 @@ impl Ext2Fs {
             gds,
             gd_raw,
             sb_dirty: false,
+            pending: HashMap::new(),
+            pending_seq: 0,
         };
         let fs = Arc::new(Ext2Fs {
             bio,
@@ -144,6 +164,8 @@ impl Ext2Fs {
             errors: AtomicU8::new(ERRORS_CONTINUE),
             mount: OnceLock::new(),
             ro_reason,
+            epoch: Mutex::new(()),
+            pending_syncer: Mutex::new(None),
         });
         {
             let e = lk(&fs.meta).sb.errors as u8;
@@ -228,6 +250,19 @@ impl Ext2Fs {
                 if let Err(e) = fs.bio.start_syncer() {
                     log::warn!("ext2fs: no syncer thread ({e}); delayed writes wait for sync");
                 }
+                let weak = Arc::downgrade(&fs);
+                match Syncer::start("ext2syncer", Some(crate::bio::SYNC_INTERVAL), move || {
+                    if let Some(fs) = weak.upgrade() {
+                        if let Err(e) = fs.flush_pending() {
+                            log::warn!("ext2fs: held-back inode updates not written: {e}");
+                        }
+                    }
+                }) {
+                    Ok(s) => *lk(&fs.pending_syncer) = Some(s),
+                    Err(e) => log::warn!(
+                        "ext2fs: no inode syncer thread ({e}); inode updates wait for sync"
+                    ),
+                }
             }
         }
         Ok(fs)
@@ -288,10 +323,14 @@ impl Ext2Fs {
         Ok((blk, off))
     }
 
-    /// Read inode `ino` from the inode table.
+    /// Read inode `ino`: a held-back update if there is one, else the
+    /// inode table.
     pub fn read_inode(&self, ino: u32) -> KResult<Inode> {
         let (blk, off) = {
             let m = lk(&self.meta);
+            if let Some((_, i)) = m.pending.get(&ino) {
+                return Ok(i.clone());
+            }
             self.inode_location(&m, ino)?
         };
         let b = self.bio.bread(blk)?;
@@ -301,38 +340,127 @@ impl Ext2Fs {
         Inode::parse(raw)
     }
 
-    /// Write inode `ino` back to the inode table (read-modify-write of its
-    /// table block under the metadata lock).
+    /// Write inode `ino` back to the inode table, synchronously
+    /// (read-modify-write of its table block under the metadata lock).
+    /// An update of it still held back, and whatever that depends on, is
+    /// made durable first (an ordering point).
     pub fn write_inode(&self, ino: u32, inode: &Inode) -> KResult<()> {
-        self.put_inode(ino, inode, true)
-    }
-
-    /// As [`Ext2Fs::write_inode`], but the inode table block is written
-    /// later (sync, syncer, eviction): for changes whose loss in a crash
-    /// leaves a consistent file system (a file's size, times and new data
-    /// block pointers after a write).
-    pub fn write_inode_delayed(&self, ino: u32, inode: &Inode) -> KResult<()> {
-        self.put_inode(ino, inode, false)
-    }
-
-    fn put_inode(&self, ino: u32, inode: &Inode, sync: bool) -> KResult<()> {
         if self.rdonly {
             return Err(Errno::EROFS);
         }
-        let bytes = inode.to_bytes()?;
+        let mut m = lk(&self.meta);
+        if m.pending.contains_key(&ino) {
+            drop(m);
+            self.bio.barrier()?;
+            m = lk(&self.meta);
+            m.pending.remove(&ino);
+        }
+        self.put_inode_locked(&m, ino, inode, true)
+    }
+
+    /// Write inode `ino` later, and only after everything written or made
+    /// dirty before this call is durable: the update is held back in
+    /// memory (readers see it) until the next ordering point
+    /// ([`Ext2Fs::flush_pending`]: syncer, `sync`, `fsync`, unmount, or
+    /// too many held back), which first makes every dirty block durable
+    /// and then writes the held-back inodes as delayed writes. So an
+    /// inode never reaches the device before the directory entry naming
+    /// it, the data and indirect blocks it points to, or a new
+    /// directory's block (NetBSD's soft dependencies, by epochs). For
+    /// every change whose loss in a crash leaves a consistent file
+    /// system: a file's size, times and new block pointers after a
+    /// write, a directory's inode after its entries changed, the link
+    /// count of a new node. With `-o async`: a plain delayed write.
+    pub fn write_inode_delayed(&self, ino: u32, inode: &Inode) -> KResult<()> {
+        if self.rdonly {
+            return Err(Errno::EROFS);
+        }
+        if self.bio.is_async() {
+            let m = lk(&self.meta);
+            return self.put_inode_locked(&m, ino, inode, false);
+        }
+        // Fail on a bad number now rather than at the ordering point.
+        let n = {
+            let mut m = lk(&self.meta);
+            self.inode_location(&m, ino)?;
+            m.pending_seq += 1;
+            let seq = m.pending_seq;
+            m.pending.insert(ino, (seq, inode.clone()));
+            m.pending.len()
+        };
+        if n >= PENDING_MAX {
+            self.flush_pending()?;
+        } else if n == PENDING_KICK {
+            if let Some(s) = lk(&self.pending_syncer).as_ref() {
+                s.kick();
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a new inode's first state, delayed and in no particular order
+    /// with anything else: for an inode with no links, or an empty regular
+    /// file (a crash can only leave it unattached, or leave an entry
+    /// naming a free inode: e2fsck -p clears either).
+    pub fn write_new_inode(&self, ino: u32, inode: &Inode) -> KResult<()> {
+        if self.rdonly {
+            return Err(Errno::EROFS);
+        }
         let m = lk(&self.meta);
-        let (blk, off) = self.inode_location(&m, ino)?;
+        if m.pending.contains_key(&ino) {
+            drop(m);
+            return self.write_inode_delayed(ino, inode);
+        }
+        self.put_inode_locked(&m, ino, inode, false)
+    }
+
+    /// Ordering point: make every dirty block durable, then write the
+    /// inode updates held back until now (delayed; the next write-back
+    /// takes them).
+    pub fn flush_pending(&self) -> KResult<()> {
+        if self.rdonly {
+            return Ok(());
+        }
+        let _e = lk(&self.epoch);
+        let mut snap: Vec<(u32, u64, Inode)> = {
+            let m = lk(&self.meta);
+            if m.pending.is_empty() {
+                return Ok(());
+            }
+            m.pending
+                .iter()
+                .map(|(ino, (seq, i))| (*ino, *seq, i.clone()))
+                .collect()
+        };
+        snap.sort_unstable_by_key(|e| e.0);
+        self.bio.barrier()?;
+        let mut m = lk(&self.meta);
+        for (ino, seq, inode) in snap {
+            // Gone: a synchronous write superseded it. Newer: write the
+            // state the barrier covered, keep the newer one for next time.
+            let Some(cur) = m.pending.get(&ino).map(|p| p.0) else {
+                continue;
+            };
+            self.put_inode_locked(&m, ino, &inode, false)?;
+            if cur == seq {
+                m.pending.remove(&ino);
+            }
+        }
+        Ok(())
+    }
+
+    fn put_inode_locked(&self, m: &Meta, ino: u32, inode: &Inode, sync: bool) -> KResult<()> {
+        let bytes = inode.to_bytes()?;
+        let (blk, off) = self.inode_location(m, ino)?;
         let mut b = self.bio.bread(blk)?;
         b.get_mut(off..off + bytes.len())
             .ok_or(Errno::EIO)?
             .copy_from_slice(&bytes);
         if sync {
-            self.bio.bwrite(blk, &b)?;
+            self.bio.bwrite(blk, &b)
         } else {
-            self.bio.bdwrite(blk, &b)?;
+            self.bio.bdwrite(blk, &b)
         }
-        drop(m);
-        Ok(())
     }
 
     /// Write back the superblock and changed descriptor blocks.
@@ -382,6 +510,7 @@ impl Ext2Fs {
         if self.rdonly {
             return Ok(());
         }
+        self.flush_pending()?;
         self.bio.flush()?;
         self.write_meta()?;
         self.bio.flush()
@@ -400,7 +529,11 @@ impl Ext2Fs {
             }
             m.sb_dirty = true;
         }
+        if let Some(mut s) = lk(&self.pending_syncer).take() {
+            let _ = s.stop();
+        }
         // Data and metadata blocks first, the clean superblock last.
+        self.flush_pending()?;
         self.bio.shutdown()?;
         self.write_meta()?;
         self.bio.flush()

@@ -37,21 +37,34 @@
 //! # Writing and crashes
 //!
 //! Metadata is written in an order that leaves, after a crash at any
-//! point, only damage `e2fsck -p` repairs without asking: a new regular
-//! file's inode is on disk before the entry naming it; every other new
-//! inode is written with no links first and gets its link count once its
-//! entry exists; a link count drops before the entry goes; a rename within
-//! one directory rewrites the entry in place when the name fits, otherwise
-//! the source's link count is raised while both names exist; pointers are
-//! cleared before blocks are freed; a new indirect block is zeroed before
-//! anything points at it. Bitmaps, group descriptors, the superblock,
-//! file data, the inode updates of a write, a directory's own inode after
-//! its entries changed, attribute-only changes and access times are
-//! delayed (buffer cache, syncer every 5 s, `fsync`, `sync`, unmount):
-//! after a crash they can only lag behind in ways e2fsck -p repairs (the
-//! crash test cuts power after every single write of a workload to check
-//! this). Known window: moving a directory to another parent leaves two
-//! entries for a moment, which e2fsck only fixes interactively.
+//! point, only damage `e2fsck -p` repairs without asking. Two means:
+//! synchronous writes, and *held-back inode updates*: an update written
+//! with `Ext2Fs::write_inode_delayed` stays in memory (readers see it)
+//! until the next ordering point (syncer every 5 s, `fsync`, `sync`,
+//! unmount, or 4096 of them held), which first makes every dirty block
+//! durable (a barrier) and only then writes the held inodes. So an inode
+//! never reaches the device before the entry naming it, its data and
+//! indirect blocks, or a new directory's block, without a synchronous
+//! write per operation (soft dependencies by epochs). A create therefore
+//! writes nothing synchronously: the new inode's first state (an empty
+//! regular file, or any other node with no links yet) and its entry are
+//! delayed writes in no particular order (an unattached empty inode or an
+//! entry naming a free inode are both cleared by e2fsck -p); the real
+//! link count, a directory's own inode (size, link count, new blocks),
+//! and a written file's size and block pointers are held back. Ordering
+//! that remains synchronous: a link count drops before the entry goes; a
+//! rename within one directory rewrites the entry in place when the name
+//! fits, otherwise the source's link count is raised while both names
+//! exist; link and rename entries; pointers are cleared before blocks are
+//! freed; a new indirect block hanging off another indirect block is
+//! zeroed before it is linked; a synchronous inode write of an inode with
+//! a held-back update is preceded by a barrier. Bitmaps, group
+//! descriptors, the superblock and file data are delayed (buffer cache,
+//! its syncer, `fsync`, `sync`, unmount): they can only lag behind in ways
+//! e2fsck -p repairs (the crash test cuts power after every single write
+//! of a workload to check this). Known window: moving a directory to
+//! another parent leaves two entries for a moment, which e2fsck only
+//! fixes interactively.
 //!
 //! # Also
 //!

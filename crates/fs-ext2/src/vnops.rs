@@ -445,7 +445,14 @@ impl Ext2Node {
         if ifmt != S_IFREG {
             i.links = 0;
         }
-        if let Err(e) = init(fs, ino, &mut i).and_then(|_| fs.write_inode(ino, &i)) {
+        // Neither this first state nor the entry below needs to be on the
+        // device before the other: the entry may name an inode that is
+        // still free on disk, or the inode (empty, or with no links) be
+        // unattached, and e2fsck -p clears either. What must wait for the
+        // entry (the real link count, and any later content) is written
+        // through `write_inode_delayed`, which holds it back until the
+        // entry is durable.
+        if let Err(e) = init(fs, ino, &mut i).and_then(|_| fs.write_new_inode(ino, &i)) {
             undo(&mut i);
             return Err(e);
         }
@@ -461,6 +468,7 @@ impl Ext2Node {
                     ino,
                     ftype_of_mode(ifmt),
                     resv,
+                    true,
                     &mut lk(&self.dindex),
                 )
             });
@@ -486,7 +494,7 @@ impl Ext2Node {
         }
         if i.links != final_links {
             i.links = final_links;
-            fs.write_inode(ino, &i)?;
+            fs.write_inode_delayed(ino, &i)?;
         }
         vget(fs, &mp, ino)
     }
@@ -677,7 +685,8 @@ impl VnodeOps for Ext2Node {
             i.blocks = bmap::sectors(fs);
             i.size = fs.geo.block_size as u64;
             let blk = dir::empty_dir_block(fs, ino, parent)?;
-            fs.bio.bwrite(b, &blk)
+            // Reachable once the inode has links: held back until durable.
+            fs.bio.bdwrite(b, &blk)
         })
     }
 
@@ -709,7 +718,8 @@ impl VnodeOps for Ext2Node {
             blk.get_mut(..target.len())
                 .ok_or(Errno::EIO)?
                 .copy_from_slice(target);
-            fs.bio.bwrite(b, &blk)
+            // Reachable once the inode has links: held back until durable.
+            fs.bio.bdwrite(b, &blk)
         })
     }
 
@@ -752,6 +762,7 @@ impl VnodeOps for Ext2Node {
                     n.ino,
                     ft,
                     true,
+                    false,
                     &mut lk(&self.dindex),
                 )
             });
@@ -978,6 +989,7 @@ impl VnodeOps for Ext2Node {
                         src.ino,
                         ft,
                         alloc::may_use_reserved(fs, cred),
+                        false,
                         &mut lk(&tdir.dindex),
                     );
                     if r.is_ok() {
