@@ -151,6 +151,22 @@ impl Bio {
         Ok(())
     }
 
+    /// Call `f` with the contents of block `bno` (read ahead as
+    /// [`Bio::bread_into`] does), without copying it out of the cache:
+    /// for file reads, which copy straight into the caller's buffer.
+    pub fn with_block<R>(&self, bno: u64, ahead: usize, f: impl FnOnce(&[u8]) -> R) -> KResult<R> {
+        if let Some(b) = self.overlaid(bno) {
+            return Ok(f(b));
+        }
+        let off = self.check(bno)?;
+        let ahead = (ahead as u64).min(self.nblocks - bno) as usize;
+        let _g = self.shared();
+        let b = self
+            .cache
+            .bread_cluster(off, self.bsize as usize, ahead.max(1))?;
+        Ok(f(b.data()))
+    }
+
     fn put(&self, bno: u64, data: &[u8]) -> KResult<rumpkern::buf::Buf> {
         if data.len() != self.bsize as usize {
             return Err(Errno::EINVAL);

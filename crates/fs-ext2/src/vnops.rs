@@ -1038,7 +1038,6 @@ impl VnodeOps for Ext2Node {
         let size = inode.size;
         let bs = fs.geo.block_size as u64;
         let mut mc = MapCache::default();
-        let mut buf = vec![0u8; bs as usize];
         while uio.resid() > 0 && uio.offset < size {
             let off = uio.offset;
             let lbn = off / bs;
@@ -1053,8 +1052,15 @@ impl VnodeOps for Ext2Node {
                 Some(p) => {
                     let end = off.saturating_add(uio.resid() as u64).min(size);
                     let ahead = (end - lbn * bs).div_ceil(bs).min((1 << 20) / bs) as usize;
-                    fs.bio.bread_into(p, &mut buf, ahead)?;
-                    uio.uiomove_out(buf.get(boff..boff + n).ok_or(Errno::EIO)?);
+                    // Straight from the cached block into the caller's buffer.
+                    fs.bio
+                        .with_block(p, ahead, |b| match b.get(boff..boff + n) {
+                            Some(src) => {
+                                uio.uiomove_out(src);
+                                Ok(())
+                            }
+                            None => Err(Errno::EIO),
+                        })??;
                 }
             }
         }
