@@ -14,7 +14,6 @@
 //! * No driver lock is held across `Mount::vcache_get` (reclaim runs under
 //!   the vcache mutex and takes `nodes` and node locks).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -231,9 +230,9 @@ impl MsdosOptions {
 struct NodeTable {
     /// Entry position (byte offset of the short entry) -> inode number,
     /// for positions whose live node has a number other than `pos / 32`.
-    pos2ino: HashMap<u64, u64>,
+    pos2ino: crate::dir::FxMap<u64, u64>,
     /// Live inode numbers -> their current entry position (None: unlinked or root).
-    live: HashMap<u64, Option<u64>>,
+    live: crate::dir::FxMap<u64, Option<u64>>,
 }
 
 /// Allocation state guarded by [`Fs::fat`].

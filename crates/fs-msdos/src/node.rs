@@ -351,7 +351,15 @@ impl MsdosNode {
             } else {
                 want.clamp(1, max_ahead)
             };
-            let ahead = st.chain.contiguous_from(idx, left.min(limit)).max(1);
+            let span = left.min(limit).max(1);
+            if span > 1 {
+                // Know the chain as far as the read-ahead may go (the
+                // chain is otherwise walked only up to the index needed,
+                // and every cluster would be its own device read). A
+                // broken link past `idx` is reported when it is needed.
+                let _ = self.fill_chain(&mut st, idx.saturating_add(span - 1));
+            }
+            let ahead = st.chain.contiguous_from(idx, span).max(1);
             let b = fs.bread_cluster(c, ahead as usize)?;
             let data = b.data().get(within..within + n).ok_or(Errno::EIO)?;
             if uio.uiomove_out(data) == 0 {

@@ -197,3 +197,37 @@ fn lookup_rules() {
     drop((r, a, b, s));
     mp.unmount(false).unwrap();
 }
+
+/// A sequential read of a contiguous file reads ahead along the chain:
+/// a few large device requests, not one per cluster (the chain must be
+/// known past the cluster being read for that).
+#[test]
+fn sequential_read_is_clustered() {
+    let t = TempDir::new("readahead");
+    let img = t.path().join("img");
+    mkfs(&img, 16, 512, 1, 32, &[]);
+    let tree = t.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let data = pattern(3 << 20, 5);
+    std::fs::write(tree.join("big"), &data).unwrap();
+    mcopy_in(&img, &tree);
+    init_log();
+    let (mp, fs) = fs_msdos::mount(open_dev(&img), &rumpkern::MountArgs::parse("")).unwrap();
+    let f = mp.root().unwrap().lookup(b"big", &root()).unwrap();
+    let before = fs.cache.stats().dev_reads;
+    let mut buf = vec![0u8; 128 << 10];
+    let mut got = Vec::new();
+    loop {
+        let n = f.read(&mut buf, got.len() as u64).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == data, "contents differ");
+    let reads = fs.cache.stats().dev_reads - before;
+    // 6144 clusters of 512 bytes, read ahead at most 1 MiB at a time.
+    assert!(reads <= 16, "{reads} device reads for 3 MiB");
+    drop(f);
+    mp.unmount(false).unwrap();
+}
