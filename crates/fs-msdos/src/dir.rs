@@ -344,6 +344,7 @@ impl Fs {
         for e in entries {
             idx.insert(e);
         }
+        log::trace!("msdosfs: directory indexed: {} entries", idx.len());
         Ok(idx)
     }
 

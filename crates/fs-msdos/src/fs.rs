@@ -14,7 +14,7 @@
 //! * No driver lock is held across `Mount::vcache_get` (reclaim runs under
 //!   the vcache mutex and takes `nodes` and node locks).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rumpkern::buf::{Buf, BufCache};
@@ -260,7 +260,18 @@ pub struct Fs {
     pub marked_dirty: AtomicBool,
     /// Corruption has been logged once.
     corrupt_logged: AtomicBool,
+    /// Entries of the name indexes kept by directories without references
+    /// (see [`Fs::charge_kept_index`]).
+    kept_index_entries: AtomicUsize,
 }
+
+/// Entries that the name indexes of unreferenced (cached) directories may
+/// hold in all, per mount (a few hundred bytes each): past it, an index is
+/// dropped when its directory's last reference goes.
+pub const KEPT_INDEX_BUDGET: usize = 1 << 17;
+
+/// Largest index a directory keeps without references.
+pub const KEPT_INDEX_MAX: usize = 8192;
 
 impl Fs {
     /// Assemble a mounted file system (the caller validated `geo`).
@@ -289,7 +300,32 @@ impl Fs {
             fsinfo_ok,
             marked_dirty: AtomicBool::new(false),
             corrupt_logged: AtomicBool::new(false),
+            kept_index_entries: AtomicUsize::new(0),
         }
+    }
+
+    /// Charge `n` index entries to the budget of indexes kept without
+    /// references; false (nothing charged) when it would overflow.
+    pub fn charge_kept_index(&self, n: usize) -> bool {
+        if n > KEPT_INDEX_MAX {
+            return false;
+        }
+        let prev = self.kept_index_entries.fetch_add(n, Ordering::AcqRel);
+        if prev + n > KEPT_INDEX_BUDGET {
+            self.kept_index_entries.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Give back what [`Fs::charge_kept_index`] charged.
+    pub fn uncharge_kept_index(&self, n: usize) {
+        self.kept_index_entries.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Index entries now charged (tests).
+    pub fn kept_index_entries(&self) -> usize {
+        self.kept_index_entries.load(Ordering::Acquire)
     }
 
     /// Record corruption: log the first report of this mount, return EIO.

@@ -132,8 +132,12 @@ pub struct NodeState {
     pub root_times: Option<(Timespec, Timespec)>,
     /// Where a sequential read would continue (read-ahead heuristic).
     pub ra_next: u64,
-    /// Directories: the name index, once built (dropped at inactive).
+    /// Directories: the name index, once built. Kept while the vnode is
+    /// cached, within [`crate::fs::KEPT_INDEX_BUDGET`] (see
+    /// [`MsdosNode::keep_or_drop_index`]).
     pub index: Option<DirIndex>,
+    /// Entries charged to the kept-index budget for `index` (0: none).
+    pub index_charged: usize,
     /// Directories: the cluster list, once built (replaced on growth).
     pub dstore: Option<DirStore>,
 }
@@ -173,6 +177,7 @@ impl MsdosNode {
                 root_times: None,
                 ra_next: 0,
                 index: None,
+                index_charged: 0,
                 dstore: None,
             }),
         }
@@ -285,6 +290,39 @@ impl MsdosNode {
         match st.index.as_mut() {
             Some(idx) => Ok(f(idx, &d)),
             None => Err(Errno::EIO),
+        }
+    }
+
+    /// Drop the name index (rebuilt on next use) and its budget charge.
+    pub fn drop_index(&self, st: &mut NodeState) {
+        st.index = None;
+        if st.index_charged > 0 {
+            self.fs.uncharge_kept_index(st.index_charged);
+            st.index_charged = 0;
+        }
+    }
+
+    /// The last reference went: keep the name index if the mount's budget
+    /// allows (walkers such as fsu_ls and fsu_ecp look names up from the
+    /// root, so a directory goes inactive between its entries, and
+    /// rebuilding the index every time made listing a directory
+    /// quadratic), otherwise drop it.
+    pub fn keep_or_drop_index(&self, st: &mut NodeState) {
+        let n = match &st.index {
+            Some(idx) => idx.len().max(1),
+            None => return self.drop_index(st),
+        };
+        if st.index_charged == n {
+            return;
+        }
+        if st.index_charged > 0 {
+            self.fs.uncharge_kept_index(st.index_charged);
+            st.index_charged = 0;
+        }
+        if self.fs.charge_kept_index(n) {
+            st.index_charged = n;
+        } else {
+            st.index = None;
         }
     }
 

@@ -173,7 +173,7 @@ impl MsdosNode {
         let r = self.fs.delete_slots(&d, f.first_slot, f.slot);
         if let Some(idx) = st.index.as_mut() {
             if r.is_err() || !idx.removed(f.slot) {
-                st.index = None;
+                self.drop_index(&mut st);
             }
         }
         r
@@ -841,8 +841,11 @@ impl VnodeOps for MsdosNode {
 
     fn inactive(&self, _vp: &Vnode) -> KResult<bool> {
         let mut st = self.st.enter();
-        // The name index is rebuilt when the directory is used again.
-        st.index = None;
+        if st.unlinked {
+            self.drop_index(&mut st);
+        } else {
+            self.keep_or_drop_index(&mut st);
+        }
         if st.unlinked {
             let start = st.e.start;
             drop(st);
@@ -853,6 +856,7 @@ impl VnodeOps for MsdosNode {
     }
 
     fn reclaim(&self, _vp: &Vnode) -> KResult<()> {
+        self.drop_index(&mut self.st.enter());
         self.fs.node_gone(self.ino);
         Ok(())
     }

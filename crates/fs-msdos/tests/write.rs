@@ -705,3 +705,53 @@ fn fat_copy_counts() {
         assert_same_tree(&out, &model);
     }
 }
+
+/// A directory keeps its name index while cached without references
+/// (walkers look names up from the root, so the directory goes inactive
+/// between entries), within the mount's budget; it stays correct across
+/// changes made after it was kept, and is released at reclaim.
+#[test]
+fn name_index_kept_while_cached() {
+    let t = TempDir::new("keptindex");
+    let img = t.path().join("img");
+    mkfs(&img, 32, 512, 1, 64, &[]);
+    init_log();
+    let (mp, fs) = fs_msdos::mount(open_dev(&img), &rumpkern::MountArgs::parse("")).unwrap();
+    let r = mp.root().unwrap();
+    let d = r.mkdir(b"dir", 0o755, &c()).unwrap();
+    for i in 0..50 {
+        write_file(&d, &format!("File {i}"), b"x");
+    }
+    drop(d);
+    // Kept: the root's and dir's indexes are charged.
+    let kept = fs.kept_index_entries();
+    assert!(kept >= 50, "kept {kept}");
+    // Changes through a new reference to the cached directory use the kept
+    // index and keep it right.
+    let d = r.lookup(b"DIR", &c()).unwrap();
+    d.remove(b"file 7", &c()).unwrap();
+    write_file(&d, "New One", b"y");
+    assert_eq!(d.lookup(b"file 7", &c()).unwrap_err(), Errno::ENOENT);
+    assert_eq!(read_all(&d.lookup(b"new one", &c()).unwrap()), b"y");
+    drop(d);
+    let d = r.lookup(b"dir", &c()).unwrap();
+    assert_eq!(d.lookup(b"FILE 7", &c()).unwrap_err(), Errno::ENOENT);
+    assert!(d.lookup(b"file 49", &c()).is_ok());
+    assert_eq!(
+        d.create(b"NEW ONE", 0o644, &c()).map(|_| ()),
+        Err(Errno::EEXIST)
+    );
+    drop(d);
+    // A directory larger than the per-directory limit does not keep it.
+    let big = r.mkdir(b"big", 0o755, &c()).unwrap();
+    for i in 0..(fs_msdos::fs::KEPT_INDEX_MAX + 10) {
+        big.create(format!("f{i}").as_bytes(), 0o644, &c()).unwrap();
+    }
+    let before = fs.kept_index_entries();
+    drop(big);
+    assert_eq!(fs.kept_index_entries(), before);
+    drop(r);
+    mp.unmount(false).unwrap();
+    assert_eq!(fs.kept_index_entries(), 0, "released at reclaim");
+    assert_fsck_clean(&img);
+}
