@@ -104,25 +104,38 @@ pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64, resv: bool) -> KResult<u64> {
             continue;
         }
         let (bbno, nfree) = (d.block_bitmap, d.free_blocks);
-        let mut bm = fs.bio.bread(bbno)?;
         let first = geo.group_first_block(g);
         let start = if k == 0 { (goal - first) as u32 } else { 0 };
-        let Some(bit) = find_zero(&bm, start, geo.blocks_in_group(g)) else {
-            // Descriptor says free blocks, bitmap says none.
-            drop(m);
-            return Err(fs.corrupt(format_args!(
-                "group {g}: bg_free_blocks_count {nfree} but the block bitmap is full"
-            )));
+        // In place in the cached bitmap block (no copy per allocation).
+        let found = fs.bio.update(bbno, false, false, |bm| {
+            let Some(bit) = find_zero(bm, start, geo.blocks_in_group(g)) else {
+                return (Ok(None), false);
+            };
+            let b = first + bit as u64;
+            if is_group_meta(fs, &m, g, b) {
+                return (Ok(Some((b, false))), false);
+            }
+            match set_bit(bm, bit) {
+                Ok(_) => (Ok(Some((b, true))), true),
+                Err(e) => (Err(e), false),
+            }
+        })?;
+        let b = match found? {
+            None => {
+                // Descriptor says free blocks, bitmap says none.
+                drop(m);
+                return Err(fs.corrupt(format_args!(
+                    "group {g}: bg_free_blocks_count {nfree} but the block bitmap is full"
+                )));
+            }
+            Some((b, false)) => {
+                drop(m);
+                return Err(fs.corrupt(format_args!(
+                    "group {g}: block bitmap marks metadata block {b} free"
+                )));
+            }
+            Some((b, true)) => b,
         };
-        let b = first + bit as u64;
-        if is_group_meta(fs, &m, g, b) {
-            drop(m);
-            return Err(fs.corrupt(format_args!(
-                "group {g}: block bitmap marks metadata block {b} free"
-            )));
-        }
-        set_bit(&mut bm, bit)?;
-        fs.bio.bdwrite(bbno, &bm)?;
         if let Some(d) = m.gds.get_mut(g as usize) {
             d.free_blocks -= 1;
         }

@@ -128,31 +128,8 @@ impl Bio {
         Ok(b.data().to_vec())
     }
 
-    /// Read block `bno` into `buf` (exactly one block long), reading ahead
-    /// up to `ahead` following device blocks into the cache when it is not
-    /// cached (sequential file reads).
-    pub fn bread_into(&self, bno: u64, buf: &mut [u8], ahead: usize) -> KResult<()> {
-        if buf.len() != self.bsize as usize {
-            return Err(Errno::EINVAL);
-        }
-        if let Some(b) = self.overlaid(bno) {
-            if b.len() == buf.len() {
-                buf.copy_from_slice(b);
-                return Ok(());
-            }
-        }
-        let off = self.check(bno)?;
-        let ahead = (ahead as u64).min(self.nblocks - bno) as usize;
-        let _g = self.shared();
-        let b = self
-            .cache
-            .bread_cluster(off, self.bsize as usize, ahead.max(1))?;
-        buf.copy_from_slice(b.data());
-        Ok(())
-    }
-
-    /// Call `f` with the contents of block `bno` (read ahead as
-    /// [`Bio::bread_into`] does), without copying it out of the cache:
+    /// Call `f` with the contents of block `bno` (reading ahead up to `ahead`
+    /// following device blocks into the cache when it is not cached), without copying it out of the cache:
     /// for file reads, which copy straight into the caller's buffer.
     pub fn with_block<R>(&self, bno: u64, ahead: usize, f: impl FnOnce(&[u8]) -> R) -> KResult<R> {
         if let Some(b) = self.overlaid(bno) {
@@ -165,6 +142,49 @@ impl Bio {
             .cache
             .bread_cluster(off, self.bsize as usize, ahead.max(1))?;
         Ok(f(b.data()))
+    }
+
+    /// Read-modify-write block `bno` in place in the cache (no copies):
+    /// `f` gets the contents and returns its result and whether it changed
+    /// them (it must not change them otherwise); a changed block is
+    /// written, synchronously with `sync` (delayed with `-o async`), else
+    /// delayed. With `fill`, the block is not read first (a caller that
+    /// overwrites all of it; a block not cached reads as zeroes).
+    pub fn update<R>(
+        &self,
+        bno: u64,
+        sync: bool,
+        fill: bool,
+        f: impl FnOnce(&mut [u8]) -> (R, bool),
+    ) -> KResult<R> {
+        if self.overlaid(bno).is_some() {
+            let mut v = self.bread(bno)?;
+            let (r, changed) = f(&mut v);
+            if changed {
+                if sync {
+                    self.bwrite(bno, &v)?;
+                } else {
+                    self.bdwrite(bno, &v)?;
+                }
+            }
+            return Ok(r);
+        }
+        let off = self.check(bno)?;
+        let _g = self.shared();
+        let mut b = if fill {
+            self.cache.getblk(off, self.bsize as usize)?
+        } else {
+            self.cache.bread(off, self.bsize as usize)?
+        };
+        let (r, changed) = f(b.data_mut());
+        if !changed {
+            b.brelse();
+        } else if sync && !self.async_meta.load(Ordering::Relaxed) {
+            b.bwrite()?;
+        } else {
+            b.bdwrite();
+        }
+        Ok(r)
     }
 
     fn put(&self, bno: u64, data: &[u8]) -> KResult<rumpkern::buf::Buf> {

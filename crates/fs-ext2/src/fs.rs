@@ -452,15 +452,15 @@ impl Ext2Fs {
     fn put_inode_locked(&self, m: &Meta, ino: u32, inode: &Inode, sync: bool) -> KResult<()> {
         let bytes = inode.to_bytes()?;
         let (blk, off) = self.inode_location(m, ino)?;
-        let mut b = self.bio.bread(blk)?;
-        b.get_mut(off..off + bytes.len())
-            .ok_or(Errno::EIO)?
-            .copy_from_slice(&bytes);
-        if sync {
-            self.bio.bwrite(blk, &b)
-        } else {
-            self.bio.bdwrite(blk, &b)
-        }
+        self.bio.update(blk, sync, false, |b| {
+            match b.get_mut(off..off + bytes.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(&bytes);
+                    (Ok(()), true)
+                }
+                None => (Err(Errno::EIO), false),
+            }
+        })?
     }
 
     /// Write back the superblock and changed descriptor blocks.

@@ -1100,7 +1100,6 @@ impl VnodeOps for Ext2Node {
         }
         let bs = fs.geo.block_size as u64;
         let mut mc = MapCache::default();
-        let mut buf = vec![0u8; bs as usize];
         let mut goal = 0u64;
         let mut err = None;
         while uio.resid() > 0 {
@@ -1130,20 +1129,22 @@ impl VnodeOps for Ext2Node {
                 }
             };
             goal = p + 1;
-            if fresh {
-                buf.fill(0);
-            } else if n < bs as usize {
-                if let Err(e) = fs.bio.bread_into(p, &mut buf, 1) {
-                    err = Some(e);
-                    break;
+            // Straight into the cached block: read first only when part of
+            // an existing block is kept.
+            let full = n == bs as usize;
+            let r = fs.bio.update(p, false, fresh || full, |data| {
+                if fresh && !full {
+                    data.fill(0);
                 }
-            }
-            let Some(dst) = buf.get_mut(boff..boff + n) else {
-                err = Some(Errno::EIO);
-                break;
-            };
-            uio.uiomove_in(dst);
-            if let Err(e) = fs.bio.bdwrite(p, &buf) {
+                match data.get_mut(boff..boff + n) {
+                    Some(dst) => {
+                        uio.uiomove_in(dst);
+                        (Ok(()), true)
+                    }
+                    None => (Err(Errno::EIO), false),
+                }
+            });
+            if let Err(e) = r.and_then(|r| r) {
                 err = Some(e);
                 break;
             }
