@@ -166,18 +166,30 @@ pub(crate) fn scan_block<T>(
     fs: &Ext2Fs,
     dino: u32,
     blk: &[u8],
-    mut f: impl FnMut(usize, &DirentHdr, &[u8]) -> Option<T>,
+    f: impl FnMut(usize, &DirentHdr, &[u8]) -> Option<T>,
 ) -> KResult<Option<T>> {
+    scan_block_raw(fs, blk, f).map_err(|off| bad_entry(fs, dino, off))
+}
+
+fn bad_entry(fs: &Ext2Fs, dino: u32, off: usize) -> Errno {
+    fs.corrupt(format_args!(
+        "directory {dino}: bad entry at offset {off} of a block"
+    ))
+}
+
+/// [`scan_block`] without side effects: a bad entry is `Err(offset)`
+/// (for scans of a block still held in the cache).
+fn scan_block_raw<T>(
+    fs: &Ext2Fs,
+    blk: &[u8],
+    mut f: impl FnMut(usize, &DirentHdr, &[u8]) -> Option<T>,
+) -> Result<Option<T>, usize> {
     let mut off = 0;
     while off < blk.len() {
-        let h = dirent_at(blk, off, fs.geo.filetype).map_err(|_| {
-            fs.corrupt(format_args!(
-                "directory {dino}: bad entry at offset {off} of a block"
-            ))
-        })?;
+        let h = dirent_at(blk, off, fs.geo.filetype).map_err(|_| off)?;
         let name = blk
             .get(off + DIRENT_HDR..off + DIRENT_HDR + h.name_len)
-            .ok_or(Errno::EIO)?;
+            .ok_or(off)?;
         if let Some(t) = f(off, &h, name) {
             return Ok(Some(t));
         }
@@ -201,14 +213,19 @@ pub(crate) fn lookup(
     }
     let mut mc = MapCache::default();
     for lbn in 0..dir_blocks(fs, dino, d)? {
-        let Some((_, blk)) = read_dir_block(fs, dino, d, lbn, &mut mc)? else {
+        let Some(p) = bmap::bmap(fs, dino, d, lbn, &mut mc)? else {
             continue;
         };
-        let r = scan_block(fs, dino, &blk, |_, h, n| {
-            (h.ino != 0 && n == name).then_some(Found { ino: h.ino })
+        // Scanned in the cache, not copied out.
+        let r = fs.bio.with_block(p, 1, |blk| {
+            scan_block_raw(fs, blk, |_, h, n| {
+                (h.ino != 0 && n == name).then_some(Found { ino: h.ino })
+            })
         })?;
-        if r.is_some() {
-            return Ok(r);
+        match r {
+            Err(off) => return Err(bad_entry(fs, dino, off)),
+            Ok(Some(f)) => return Ok(Some(f)),
+            Ok(None) => {}
         }
     }
     Ok(None)

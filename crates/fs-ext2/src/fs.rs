@@ -333,11 +333,13 @@ impl Ext2Fs {
             }
             self.inode_location(&m, ino)?
         };
-        let b = self.bio.bread(blk)?;
-        let raw = b
-            .get(off..off + self.geo.inode_size as usize)
-            .ok_or(Errno::EIO)?;
-        Inode::parse(raw)
+        // Parsed in the cache, not copied out.
+        let isz = self.geo.inode_size as usize;
+        self.bio
+            .with_block(blk, 1, |b| match b.get(off..off + isz) {
+                Some(raw) => Inode::parse(raw),
+                None => Err(Errno::EIO),
+            })?
     }
 
     /// Write inode `ino` back to the inode table, synchronously
