@@ -63,9 +63,14 @@ impl MapCache {
         Ok(&self.ents[last].1)
     }
 
-    /// Forget a block (it was rewritten).
-    fn forget(&mut self, bno: u64) {
-        self.ents.retain(|(b, _)| *b != bno);
+    /// Pointer `idx` of indirect block `bno` was set to `val` on the
+    /// device copy too: keep a cached copy in step.
+    fn set(&mut self, bno: u64, idx: usize, val: u32) {
+        for (b, data) in self.ents.iter_mut() {
+            if *b == bno {
+                let _ = put32(data, idx * 4, val);
+            }
+        }
     }
 }
 
@@ -268,13 +273,21 @@ pub(crate) fn bmap_alloc(
                 return Err(e);
             }
         }
-        // Link it into the indirect block.
-        let mut ib = mc.get(fs, p)?.to_vec();
-        put32(&mut ib, idx * 4, nb as u32)?;
-        mc.forget(p);
-        // A new indirect block was zeroed synchronously above, so the
-        // pointer to it (or to a data block) may be written later.
-        if let Err(e) = fs.bio.bdwrite(p, &ib) {
+        // Link it into the indirect block, in place in the cache (no copy
+        // of the indirect block per allocated block). A new indirect
+        // block was zeroed synchronously above, so the pointer to it (or
+        // to a data block) may be written later.
+        let r = fs
+            .bio
+            .update(p, false, false, |ib| match put32(ib, idx * 4, nb as u32) {
+                Ok(()) => (Ok(()), true),
+                Err(e) => (Err(e), false),
+            })
+            .and_then(|r| r);
+        if r.is_ok() {
+            mc.set(p, idx, nb as u32);
+        }
+        if let Err(e) = r {
             let _ = alloc::free_block(fs, nb);
             inode.blocks -= sectors(fs);
             return Err(e);
