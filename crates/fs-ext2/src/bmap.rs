@@ -13,30 +13,69 @@ use crate::alloc;
 use crate::format::*;
 use crate::fs::Ext2Fs;
 
+/// Indexes inside each level of indirect blocks on the way to a logical
+/// block (at most three; empty for a direct block). A fixed array: no
+/// allocation per block mapped.
+#[derive(Clone, Copy)]
+pub(crate) struct Path {
+    idx: [usize; 3],
+    len: usize,
+}
+
+impl Path {
+    fn new(idx: &[usize]) -> Path {
+        let mut p = Path {
+            idx: [0; 3],
+            len: idx.len().min(3),
+        };
+        p.idx[..p.len].copy_from_slice(&idx[..p.len]);
+        p
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl IntoIterator for Path {
+    type Item = usize;
+    type IntoIter = std::iter::Take<std::array::IntoIter<usize, 3>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.idx.into_iter().take(self.len)
+    }
+}
+
 /// Where logical block `lbn` hangs: the `i_block` slot and the indexes
 /// inside each level of indirect blocks (empty for direct blocks).
-pub(crate) fn lbn_path(fs: &Ext2Fs, lbn: u64) -> KResult<(usize, Vec<usize>)> {
+pub(crate) fn lbn_path(fs: &Ext2Fs, lbn: u64) -> KResult<(usize, Path)> {
     let apb = fs.geo.addr_per_block as u64;
     if lbn < NDIR_BLOCKS as u64 {
-        return Ok((lbn as usize, Vec::new()));
+        return Ok((lbn as usize, Path::new(&[])));
     }
     let mut q = lbn - NDIR_BLOCKS as u64;
     if q < apb {
-        return Ok((IND_BLOCK, vec![q as usize]));
+        return Ok((IND_BLOCK, Path::new(&[q as usize])));
     }
     q -= apb;
     if q < apb * apb {
-        return Ok((DIND_BLOCK, vec![(q / apb) as usize, (q % apb) as usize]));
+        return Ok((
+            DIND_BLOCK,
+            Path::new(&[(q / apb) as usize, (q % apb) as usize]),
+        ));
     }
     q -= apb * apb;
     if q < apb * apb * apb {
         return Ok((
             TIND_BLOCK,
-            vec![
+            Path::new(&[
                 (q / (apb * apb)) as usize,
                 ((q / apb) % apb) as usize,
                 (q % apb) as usize,
-            ],
+            ]),
         ));
     }
     Err(Errno::EFBIG)
