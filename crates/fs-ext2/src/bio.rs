@@ -81,7 +81,13 @@ impl Bio {
     /// is on the device (and flushed) when it returns. Later writes may
     /// depend on them (the inode updates `Ext2Fs` holds back until then).
     pub fn barrier(&self) -> KResult<()> {
-        let _g = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        // Write every dirty buffer while nobody holds one (none skipped)...
+        {
+            let _g = self.gate.write().unwrap_or_else(|e| e.into_inner());
+            self.cache.sync(false)?;
+        }
+        // ...then, letting other threads go on, wait for write-backs the
+        // cache had in flight (skipped above) and flush the device.
         self.cache.sync(true)
     }
 
