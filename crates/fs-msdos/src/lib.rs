@@ -56,8 +56,17 @@
 //! needed (`~1`..`~4`, then a hash of the long name, as Windows does);
 //! also refused with EINVAL: a trailing space and the MS-DOS device names
 //! (`CON`, `NUL`, `COM1`, ...), as Linux vfat refuses them. Each directory
-//! keeps an in-memory index of its names and free slots while its vnode is
-//! active, so lookups and creates do not scan it.
+//! keeps an in-memory index of its names and free slots, built on first use
+//! and kept while its vnode is cached (also without references, within a
+//! per-mount budget of [`fs::KEPT_INDEX_BUDGET`] entries and
+//! [`fs::KEPT_INDEX_MAX`] per directory), so lookups and creates do not scan
+//! it. Through a kernel mount (FUSE) a case-only rename (`Foo` to `foo`) is
+//! a no-op: the kernel's lookup of the new name finds the same file and
+//! rename(2) of a file onto itself succeeds without asking the file system;
+//! rename through another name (the usual workaround on Linux vfat too).
+//!
+//! **Link counts.** Files have 1, directories 2 + subdirectories; a file or
+//! directory removed while still open has 0 (fstat shows it).
 //!
 //! **Inode numbers** come from the position of the short entry (byte
 //! offset / 32, like Linux's `i_pos` and NetBSD's cluster + offset); the
