@@ -253,12 +253,14 @@ pub fn format_time(t: Timespec, now: Timespec) -> String {
     extern "C" {
         fn tzset();
     }
-    // SAFETY: tzset reads TZ; localtime_r writes into the tm we own.
+    // localtime_r does not read TZ itself: load the zone once per process
+    // (calling tzset per entry costs a stat of /etc/localtime each time).
+    static TZ_LOADED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: tzset only reads TZ and the zone files.
+    TZ_LOADED.call_once(|| unsafe { tzset() });
+    // SAFETY: localtime_r writes into the tm we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe {
-        tzset();
-        !libc::localtime_r(&secs, &mut tm).is_null()
-    };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
     if !ok {
         return format!("{:>12}", t.sec);
     }
