@@ -3,7 +3,7 @@
 #   1. cargo test over the whole workspace (unit, doc and end-to-end FUSE tests;
 #      the FUSE tests need root and /dev/fuse);
 #   2. pjdfstest side by side with the kernel: tmpfs vs rump_tmpfs and ext2 vs rump_ext2fs
-#      (scripts/conformance.sh tmpfs, scripts/conformance.sh ext2), which fails if rump_tmpfs fails a case
+#      (scripts/conformance.sh tmpfs, scripts/conformance.sh ext2), which fails if a rumpfs server fails a case
 #      the kernel passes.
 set -eu
 cd "$(dirname "$0")/.."
