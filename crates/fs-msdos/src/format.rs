@@ -16,57 +16,15 @@
 
 use std::fmt;
 
-use rumpkern::{Errno, KResult};
+use rumpkern::KResult;
 
 // ---------------------------------------------------------------------------
 // Little-endian accessors (out of bounds reads give 0 / writes do nothing
 // only where the caller has checked the length; the checked forms return EIO).
 
-/// `u8` at `off`; EIO when out of bounds.
-pub fn le8(b: &[u8], off: usize) -> KResult<u8> {
-    b.get(off).copied().ok_or(Errno::EIO)
-}
-
-/// Little-endian `u16` at `off`; EIO when out of bounds.
-pub fn le16(b: &[u8], off: usize) -> KResult<u16> {
-    let s = b
-        .get(off..off.checked_add(2).ok_or(Errno::EIO)?)
-        .ok_or(Errno::EIO)?;
-    Ok(u16::from_le_bytes([s[0], s[1]]))
-}
-
-/// Little-endian `u32` at `off`; EIO when out of bounds.
-pub fn le32(b: &[u8], off: usize) -> KResult<u32> {
-    let s = b
-        .get(off..off.checked_add(4).ok_or(Errno::EIO)?)
-        .ok_or(Errno::EIO)?;
-    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// Little-endian `u64` at `off`; EIO when out of bounds.
-pub fn le64(b: &[u8], off: usize) -> KResult<u64> {
-    let lo = le32(b, off)? as u64;
-    let hi = le32(b, off.checked_add(4).ok_or(Errno::EIO)?)? as u64;
-    Ok(lo | (hi << 32))
-}
-
-/// Store `v` as little-endian `u16` at `off`; EIO when out of bounds.
-pub fn put16(b: &mut [u8], off: usize, v: u16) -> KResult<()> {
-    let s = b
-        .get_mut(off..off.checked_add(2).ok_or(Errno::EIO)?)
-        .ok_or(Errno::EIO)?;
-    s.copy_from_slice(&v.to_le_bytes());
-    Ok(())
-}
-
-/// Store `v` as little-endian `u32` at `off`; EIO when out of bounds.
-pub fn put32(b: &mut [u8], off: usize, v: u32) -> KResult<()> {
-    let s = b
-        .get_mut(off..off.checked_add(4).ok_or(Errno::EIO)?)
-        .ok_or(Errno::EIO)?;
-    s.copy_from_slice(&v.to_le_bytes());
-    Ok(())
-}
+// The bounds-checked accessors are rumpkern's (EIO out of bounds, never a
+// panic), under the short names this driver uses.
+pub use rumpkern::bytes::{le16, le32, le64, put_le16 as put16, put_le32 as put32, put_u8 as put8, u8_at as le8};
 
 // ---------------------------------------------------------------------------
 // Refusals
@@ -688,6 +646,7 @@ pub fn gpt_partitions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rumpkern::Errno;
 
     /// A FAT16 boot sector as mkfs.fat makes for a 16 MiB image.
     fn fat16() -> Vec<u8> {
