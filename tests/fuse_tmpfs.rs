@@ -6,6 +6,7 @@ mod support;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -320,6 +321,62 @@ fn files_dirs_links_rename_attrs() {
             e.file_name()
         );
     }
+}
+
+#[test]
+fn write_only_direct_io_keeps_readers_and_mappings_coherent() {
+    // Write-only opens bypass the kernel page cache (p2k's fopen_flags);
+    // what other descriptors and mappings cached must still change.
+    use std::os::unix::fs::FileExt;
+    let g = MountGuard::rump_tmpfs("dio", &[]);
+    let p = g.path("f");
+    fs::write(&p, vec![b'A'; 10_000]).unwrap();
+    let r = fs::File::open(&p).unwrap();
+    let mut buf = [0u8; 4];
+    r.read_exact_at(&mut buf, 8192).unwrap();
+    assert_eq!(&buf, b"AAAA");
+    // SAFETY: a fresh read-only shared mapping of a 10,000-byte file,
+    // unmapped below; only read through `map`.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            10_000,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            r.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    // SAFETY: the mapping is 10,000 bytes long and stays mapped while used.
+    let mapped =
+        |off: usize| unsafe { std::slice::from_raw_parts((map as *const u8).add(off), 4).to_vec() };
+    assert_eq!(mapped(0), b"AAAA");
+
+    let w = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    w.write_all_at(b"BBBB", 0).unwrap();
+    w.write_all_at(b"CCCC", 8192).unwrap();
+    r.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(
+        &buf, b"BBBB",
+        "cached page not invalidated by a write-only write"
+    );
+    r.read_exact_at(&mut buf, 8192).unwrap();
+    assert_eq!(&buf, b"CCCC");
+    assert_eq!(mapped(0), b"BBBB", "mapping not updated");
+    assert_eq!(mapped(8192), b"CCCC");
+
+    // Extending and appending through write-only descriptors.
+    w.write_all_at(&[b'D'; 5000], 9000).unwrap();
+    assert_eq!(r.metadata().unwrap().len(), 14_000);
+    let mut a = fs::OpenOptions::new().append(true).open(&p).unwrap();
+    a.write_all(b"EE").unwrap();
+    assert_eq!(r.metadata().unwrap().len(), 14_002);
+    let mut tail = [0u8; 6];
+    r.read_exact_at(&mut tail, 13_996).unwrap();
+    assert_eq!(&tail, b"DDDDEE");
+    // SAFETY: unmapping the mapping made above, no longer used.
+    assert_eq!(unsafe { libc::munmap(map, 10_000) }, 0);
 }
 
 #[test]
@@ -667,6 +724,9 @@ fn missing_dev_fuse_is_reported() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("rump_tmpfs: /dev/fuse does not exist"), "{err}");
+    assert!(
+        err.contains("rump_tmpfs: /dev/fuse does not exist"),
+        "{err}"
+    );
     assert!(!is_mounted(&g.mp));
 }
