@@ -86,6 +86,14 @@ fn bsd_flags(f: u32) -> u32 {
 /// inode cannot be linked or changed (Linux and NetBSD semantics).
 const FROZEN: u32 = iflags::IMMUTABLE | iflags::APPEND;
 
+/// Runs of new whole blocks past the end of a file of at least this many
+/// bytes are written from the request straight to the device (`write`).
+/// Shorter ones go through the cache, whose clustered write-back makes fewer
+/// device requests for a tree of small files.
+const DIRECT_MIN_BYTES: usize = 64 << 10;
+/// Longest such run written with one device request.
+const DIRECT_MAX_BYTES: usize = 1 << 20;
+
 fn now() -> (i64, u32) {
     let t = Timespec::now();
     (t.sec, t.nsec)
@@ -1129,6 +1137,41 @@ impl VnodeOps for Ext2Node {
                 }
             };
             goal = p + 1;
+            // A run of new whole blocks at or past the end of the file goes
+            // from the request's buffer to the device (Bio::write_direct):
+            // no copy into the cache, no per-block bookkeeping; nothing can
+            // read those blocks before the write lands (the file's lock is
+            // held, they are past its end).
+            if fresh && boff == 0 && off >= i.size && uio.resid() >= DIRECT_MIN_BYTES {
+                let max = (uio.resid() / bs as usize).min(DIRECT_MAX_BYTES / bs as usize) as u64;
+                let mut run = 1u64;
+                while run < max {
+                    // Allocated but not next to the run, not new, or not
+                    // allocated at all (an error the next round meets again):
+                    // the run ends; the loop writes the rest through the cache.
+                    match bmap::bmap_alloc(fs, self.ino, &mut i, lbn + run, p + run, &mut mc, resv)
+                    {
+                        Ok((q, true)) if q == p + run => run += 1,
+                        _ => break,
+                    }
+                }
+                let bytes = run as usize * bs as usize;
+                if bytes >= DIRECT_MIN_BYTES {
+                    let data = uio.take_in(bytes);
+                    if let Err(e) = fs.bio.write_direct(p, &data) {
+                        err = Some(e);
+                        break;
+                    }
+                    goal = p + run;
+                    if uio.offset > i.size {
+                        i.size = uio.offset;
+                    }
+                    continue;
+                }
+                // Too short a run: its blocks are allocated now (so not
+                // `fresh` in the next rounds) and each is written whole
+                // through the cache, so nothing stale shows.
+            }
             // Straight into the cached block: read first only when part of
             // an existing block is kept.
             let full = n == bs as usize;

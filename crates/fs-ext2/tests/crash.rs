@@ -26,7 +26,9 @@ fn workload(mp: &Arc<rumpkern::Mount>, fault: &FaultDevice) -> Synced {
     };
     for i in 0..12u32 {
         let name = format!("file{i}");
-        let data = pattern(3000 + i as usize * 5000, i);
+        // file9 is big enough for the direct-to-device write path.
+        let len = if i == 9 { 300_000 } else { 3000 + i as usize * 5000 };
+        let data = pattern(len, i);
         let Ok(f) = d.create(name.as_bytes(), 0o644, &c) else {
             continue;
         };

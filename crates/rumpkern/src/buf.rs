@@ -940,6 +940,51 @@ impl BufCache {
         self.wake_space(&st);
     }
 
+    /// Before the caller writes `[start, start + len)` on the device itself
+    /// (bypassing the cache): drop every buffer starting there at a multiple
+    /// of `step` bytes from `start`, first waiting for the ones held by
+    /// other threads or under the cache's own I/O. Afterwards no cached copy
+    /// can shadow the new contents and no write-back already under way can
+    /// land after them; the caller must keep others from creating buffers
+    /// in the range until its write is done (a driver's file lock does).
+    /// Dirty contents are discarded. Errors: `EDEADLK` if the caller itself
+    /// holds a buffer of the range (buffers before it are dropped already),
+    /// `EINVAL` for a zero `step`.
+    pub fn purge_range(&self, start: u64, len: u64, step: usize) -> KResult<()> {
+        if step == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let me = curthread_id();
+        let end = start.saturating_add(len);
+        let mut st = self.state.enter();
+        let mut o = start;
+        let mut removed = false;
+        while o < end {
+            match st.map.get(&o).map(|e| e.busy) {
+                None => {}
+                Some(Busy::No) => {
+                    st.remove_entry(o);
+                    removed = true;
+                }
+                Some(Busy::Held(t)) if t == me => {
+                    if removed {
+                        self.wake_space(&st);
+                    }
+                    return Err(Errno::EDEADLK);
+                }
+                Some(_) => {
+                    self.wait_buf(&mut st, o);
+                    continue; // look at the same offset again
+                }
+            }
+            o = o.saturating_add(step as u64);
+        }
+        if removed {
+            self.wake_space(&st);
+        }
+        Ok(())
+    }
+
     fn kick_syncer(&self) -> bool {
         match &*self.syncer.enter() {
             Some(s) => {
@@ -1605,5 +1650,39 @@ mod tests {
         let b = c.bread(0, K4).unwrap();
         b.invalidate();
         assert_eq!(c.stats().buffers, 1);
+    }
+
+    #[test]
+    fn purge_range_waits_for_holders_and_drops_dirty() {
+        let dev = MemDev::new(1 << 20);
+        let c = cache(&dev, 64 * K4);
+        for i in 0..4u64 {
+            let mut b = c.getblk(i * K4 as u64, K4).unwrap();
+            b.data_mut().fill(0xcc);
+            b.bdwrite();
+        }
+        // Another thread holds block 2 for a while, then writes it.
+        let held = c.bread(2 * K4 as u64, K4).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || {
+            c2.purge_range(K4 as u64, 3 * K4 as u64, K4).unwrap();
+            tx.send(()).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(rx.try_recv().is_err(), "purge_range did not wait for the holder");
+        held.bwrite().unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        t.join().unwrap();
+        // Blocks 1..=3 are gone (dirty 1 and 3 never written); 0 stays.
+        assert_eq!(c.stats().buffers, 1);
+        c.sync(true).unwrap();
+        let log = dev.write_log.lock().clone();
+        assert_eq!(log, vec![(2 * K4 as u64, K4), (0, K4)]);
+        // Holding a buffer of the range oneself is EDEADLK, not a hang.
+        let mine = c.getblk(0, K4).unwrap();
+        assert_eq!(c.purge_range(0, K4 as u64, K4), Err(Errno::EDEADLK));
+        drop(mine);
+        assert_eq!(c.purge_range(0, K4 as u64, 0), Err(Errno::EINVAL));
     }
 }

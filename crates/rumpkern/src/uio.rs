@@ -133,6 +133,28 @@ impl<'a> Uio<'a> {
         done
     }
 
+    /// The next `n` bytes of the caller's data (a write), as slices of the
+    /// caller's buffers, without copying them; advances like `uiomove_in`.
+    /// Returns fewer bytes when less than `n` is left. For drivers that
+    /// hand whole blocks straight to the device.
+    pub fn take_in(&mut self, n: usize) -> Vec<&'a [u8]> {
+        debug_assert_eq!(self.rw, UioRw::Write);
+        let mut out = Vec::new();
+        let mut done = 0;
+        while done < n && self.resid > 0 {
+            self.skip_empty();
+            let Some(Iov::Write(src)) = self.iov.get(self.cur) else { break };
+            let src: &'a [u8] = src;
+            let k = (src.len() - self.pos).min(n - done);
+            out.push(&src[self.pos..self.pos + k]);
+            self.pos += k;
+            done += k;
+            self.resid -= k;
+        }
+        self.offset += done as u64;
+        out
+    }
+
     /// Drop `n` bytes of the transfer without moving them (used when a write
     /// is cut short, e.g. by EFBIG at the size limit).
     pub fn truncate_resid(&mut self, keep: usize) {
@@ -160,6 +182,22 @@ impl<'a> Uio<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_in_returns_the_callers_slices() {
+        let a = *b"abc";
+        let b = *b"defgh";
+        let mut u = Uio::writev(vec![&a, &b], 100);
+        let mut one = [0u8; 1];
+        assert_eq!(u.uiomove_in(&mut one), 1);
+        let got = u.take_in(5);
+        assert_eq!(got, vec![&b"bc"[..], &b"def"[..]]);
+        assert_eq!(u.offset, 106);
+        assert_eq!(u.resid(), 2);
+        assert_eq!(u.take_in(10), vec![&b"gh"[..]]);
+        assert_eq!(u.resid(), 0);
+        assert!(u.take_in(1).is_empty());
+    }
 
     #[test]
     fn scatter_read() {
