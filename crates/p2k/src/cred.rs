@@ -37,14 +37,17 @@ pub fn parse_groups(status: &str) -> Vec<u32> {
 }
 
 /// The credential of a request from `uid`/`gid`/`pid`. Root needs no groups
-/// (every check passes for it), so /proc is not read for root.
+/// (every check passes for it), so /proc is not read for root; for others
+/// it is read only when a check needs the supplementary groups (most do
+/// not: the caller owns the file or is in its primary group). Reading it
+/// for every request made each request from a non-root user 2.3 times as
+/// slow (negative lookups on rump_tmpfs: 25.6 us against 11 us).
 pub fn request_cred(uid: u32, gid: u32, pid: u32) -> Cred {
-    let groups = if uid == 0 {
-        Vec::new()
+    if uid == 0 {
+        Cred::new(uid, gid, Vec::new())
     } else {
-        proc_groups(pid)
-    };
-    Cred::new(uid, gid, groups)
+        Cred::with_group_loader(uid, gid, move || proc_groups(pid))
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +69,6 @@ mod tests {
         let _ = proc_groups(me);
         assert!(proc_groups(0).is_empty());
         assert!(proc_groups(u32::MAX).is_empty());
-        assert_eq!(request_cred(0, 0, me).groups, Vec::<u32>::new());
+        assert!(request_cred(0, 0, me).groups().is_empty());
     }
 }

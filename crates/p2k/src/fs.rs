@@ -247,6 +247,9 @@ impl P2k {
     }
 
     fn new_handle(&self, vn: VnodeRef, flags: i32, cred: Cred) -> FileHandle {
+        // The handle keeps the opener's credential as it is now (NetBSD's
+        // f_cred): fetch its groups while the opener surely still exists.
+        let _ = cred.groups();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Handle { vn, flags, cred });
         FileHandle(fh)

@@ -24,12 +24,18 @@ pub fn access(va: &Vattr, want: u32, cred: &Cred) -> KResult<()> {
         }
         return Ok(());
     }
+    let (group, other) = ((va.mode >> 3) & 7, va.mode & 7);
     let bits = if cred.uid == va.uid {
         (va.mode >> 6) & 7
+    } else if want & (group ^ other) & 7 == 0 {
+        // Group and other bits agree on what is asked (0755, 0644, 0777...):
+        // membership cannot change the answer, so it is not looked up
+        // (supplementary groups may cost the server a /proc read).
+        other
     } else if cred.groupmember(va.gid) {
-        (va.mode >> 3) & 7
+        group
     } else {
-        va.mode & 7
+        other
     };
     if want & !bits & 7 != 0 {
         Err(Errno::EACCES)
@@ -272,6 +278,31 @@ mod tests {
             rdev: 0,
             flags: 0,
         }
+    }
+
+    #[test]
+    fn group_membership_only_looked_up_when_it_matters() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let lazy = |groups: Vec<u32>| {
+            let k = calls.clone();
+            Cred::with_group_loader(11, 99, move || {
+                k.fetch_add(1, Ordering::SeqCst);
+                groups.clone()
+            })
+        };
+        // 0755 / 0644: group and other agree on read and exec.
+        assert!(access(&va(VType::Dir, 0o755, 10, 20), amode::VREAD | amode::VEXEC, &lazy(vec![20])).is_ok());
+        assert!(access(&va(VType::Reg, 0o644, 10, 20), amode::VREAD, &lazy(vec![])).is_ok());
+        assert_eq!(access(&va(VType::Reg, 0o644, 10, 20), amode::VWRITE, &lazy(vec![20])), Err(Errno::EACCES));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        // They differ: membership decides, both ways (0707 denies members).
+        assert!(access(&va(VType::Reg, 0o660, 10, 20), amode::VWRITE, &lazy(vec![20])).is_ok());
+        assert_eq!(access(&va(VType::Reg, 0o660, 10, 20), amode::VWRITE, &lazy(vec![21])), Err(Errno::EACCES));
+        assert_eq!(access(&va(VType::Reg, 0o707, 10, 20), amode::VREAD, &lazy(vec![20])), Err(Errno::EACCES));
+        assert!(access(&va(VType::Reg, 0o707, 10, 20), amode::VREAD, &lazy(vec![21])).is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[test]
