@@ -21,6 +21,9 @@ and the standalone fs-utils against mtools (no mount at all on either side):
 
 fusefat is slow: it runs only in the first --fusefat-runs runs and each of its
 runs is killed after --fusefat-timeout seconds (reported as "> N").
+Times are wall-clock around a blocking wait for the command (see sh()).
+With --write, the medians and every run's value are appended to
+bench/results/fat.md.
 
 Usage: sudo bench/fat.py [--runs 3] [--work /var/tmp/rumpfs-fatbench]
        [--only ls,out,...] [--systems rump,fusefat,mtools,ext2] [--small]
@@ -31,7 +34,7 @@ Prints a markdown table of medians and ratios; with --write, writes it to
 bench/results/fat.md. Needs root, dosfstools, mtools, fusefat, e2fsprogs,
 target/release binaries (rump_msdos, rump_ext2fs, fsu_ls, fsu_ecp).
 """
-import argparse, os, random, shutil, signal, statistics, subprocess, sys, time, platform
+import argparse, os, random, shutil, signal, statistics, subprocess, sys, threading, time, platform
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.environ.get("RUMPFS_BIN", os.path.join(TOP, "target", "release"))
@@ -43,10 +46,29 @@ class Timeout(Exception):
 
 
 def sh(cmd, timeout=None, **kw):
+    """Run cmd, raising CalledProcessError on failure and Timeout after
+    `timeout` seconds (the process is then killed). Waits with a blocking
+    waitpid: subprocess.run(timeout=...) polls with sleeps of up to 50 ms,
+    which rounded every timed run up to the next ~50 ms step."""
+    p = subprocess.Popen(cmd, shell=isinstance(cmd, str), **kw)
+    expired = []
+    timer = None
+    if timeout is not None:
+        def kill():
+            expired.append(True)
+            p.kill()
+        timer = threading.Timer(timeout, kill)
+        timer.start()
     try:
-        return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired:
+        rc = p.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired:
         raise Timeout(cmd)
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, cmd)
+    return subprocess.CompletedProcess(cmd, rc)
 
 
 def drop_caches():
@@ -301,7 +323,7 @@ def main():
                  f"{a.runs} interleaved runs (fusefat: {a.fusefat_runs}, killed after {a.fusefat_timeout:.0f} s), "
                  f"page cache dropped before each, medians in seconds"
                  + (" (SMALL scale: 1/10)" if a.small else "") + ". FUSE times include mount and unmount.")
-    lines.append("Command: `sudo bench/fat.py --runs %d%s`" % (a.runs, " --small" if a.small else ""))
+    lines.append("Command: `sudo bench/fat.py %s`" % " ".join(x for x in sys.argv[1:] if x != "--write"))
     lines.append("")
     lines.append("| workload | rump_msdos | fusefat | mtools | rump_ext2fs | rump/fusefat | rump/mtools | rump/ext2 |")
     lines.append("|---|---|---|---|---|---|---|---|")
@@ -315,7 +337,7 @@ def main():
             return "—"
         if x == float("inf"):
             return f"> {a.fusefat_timeout:.0f} (killed)" if s == "fusefat" else "timeout"
-        return f"{x:.2f}"
+        return f"{x:.3f}"
 
     def ratio(x, y):
         if x != x or y != y or y == 0:
@@ -328,6 +350,21 @@ def main():
         r, ff, mt, e2 = (med(w, s) for s in ("rump", "fusefat", "mtools", "ext2"))
         lines.append(f"| {names[w]} | {fmt(r, 'rump')} | {fmt(ff, 'fusefat')} | {fmt(mt, 'mtools')} | "
                      f"{fmt(e2, 'ext2')} | {ratio(r, ff)} | {ratio(r, mt)} | {ratio(r, e2)} |")
+    lines.append("")
+    lines.append("Per-run values (seconds, in run order):")
+    lines.append("")
+    lines.append("| workload | system | runs | ratio to mtools, per run |")
+    lines.append("|---|---|---|---|")
+    for w in work_items:
+        for s in ("rump", "fusefat", "mtools", "ext2"):
+            v = results.get((w, s))
+            if not v:
+                continue
+            per = ""
+            mt = results.get((w, "mtools"), [])
+            if s != "mtools" and len(mt) == len(v):
+                per = " ".join(ratio(x, y) for x, y in zip(v, mt))
+            lines.append(f"| {names[w]} | {s} | {' '.join(fmt(x, s) for x in v)} | {per} |")
     text = "\n".join(lines)
     print(text)
     if a.write:

@@ -20,6 +20,7 @@ pub mod cat;
 pub mod ecp;
 pub mod ls;
 pub mod mkdir;
+pub mod prefetch;
 pub mod rm;
 pub mod write;
 

@@ -20,6 +20,7 @@
 //! NetBSD's fsu_ecp spelled the direction `-g` (get) and `-p` (put); here
 //! `-p` is cp's "preserve", and the direction is `-i` or the default.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs;
@@ -30,7 +31,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use clap::Parser;
 use rumpkern::types::{oflags, SetTime, Timespec, VType};
 use rumpkern::{Errno, KResult};
-use ukfs::Ukfs;
+use ukfs::{Dir, Ukfs};
 
 use super::{basename, io_errno, join, warn, warnx, Access, ImageArgs};
 
@@ -85,6 +86,7 @@ struct Meta {
     atime: Timespec,
     mtime: Timespec,
     rdev: u64,
+    size: u64,
 }
 
 /// An open source file.
@@ -151,6 +153,7 @@ fn host_meta(m: &fs::Metadata) -> KResult<Meta> {
         atime: Timespec::new(m.atime(), m.atime_nsec().clamp(0, 999_999_999) as u32),
         mtime: Timespec::new(m.mtime(), m.mtime_nsec().clamp(0, 999_999_999) as u32),
         rdev: m.rdev(),
+        size: m.len(),
     })
 }
 
@@ -287,6 +290,50 @@ struct Image<'f> {
     fs: &'f Ukfs,
     /// The caller's ids when not root (new files are theirs, as with cp).
     owner: Option<(u32, u32)>,
+    /// The parent directory of the last path used, open: (its path, the
+    /// handle). A copy names the entries of one directory one after the
+    /// other, so most calls are then one lookup in it instead of a walk
+    /// from the root. Dropped by every call that could change how a path
+    /// resolves (removing a name, changing permissions).
+    parent: RefCell<Option<(Vec<u8>, Dir<'f>)>>,
+}
+
+impl<'f> Image<'f> {
+    fn new(fs: &'f Ukfs, owner: Option<(u32, u32)>) -> Image<'f> {
+        Image {
+            fs,
+            owner,
+            parent: RefCell::new(None),
+        }
+    }
+
+    /// `p` as (its open parent directory, its last component), when `p`
+    /// is `PARENT/NAME` with a plain NAME (no trailing slash, not `.` or
+    /// `..`) and PARENT opens as a directory; `None` otherwise, and the
+    /// caller then uses the path call, which gives the same result (and
+    /// reports any error in PARENT the same way).
+    fn split<'p>(&self, p: &'p [u8]) -> Option<(Dir<'f>, &'p [u8])> {
+        let i = p.iter().rposition(|&c| c == b'/')?;
+        let name = &p[i + 1..];
+        if name.is_empty() || name == b"." || name == b".." {
+            return None;
+        }
+        let parent = if i == 0 { &b"/"[..] } else { &p[..i] };
+        let mut cache = self.parent.borrow_mut();
+        if let Some((cp, d)) = cache.as_ref() {
+            if cp.as_slice() == parent {
+                return Some((d.clone(), name));
+            }
+        }
+        let d = self.fs.open_dir(parent).ok()?;
+        *cache = Some((parent.to_vec(), d.clone()));
+        Some((d, name))
+    }
+
+    /// Forget the open parent (see [`Image::parent`]).
+    fn forget(&self) {
+        *self.parent.borrow_mut() = None;
+    }
 }
 
 fn image_meta(a: &rumpkern::Vattr) -> Meta {
@@ -301,6 +348,7 @@ fn image_meta(a: &rumpkern::Vattr) -> Meta {
         atime: a.atime,
         mtime: a.mtime,
         rdev: a.rdev,
+        size: a.size,
     }
 }
 
@@ -320,10 +368,18 @@ impl Dst for ImageDst<'_> {
 
 impl Side for Image<'_> {
     fn lstat(&self, p: &[u8]) -> KResult<Meta> {
-        Ok(image_meta(&self.fs.lstat(p)?))
+        let a = match self.split(p) {
+            Some((d, n)) => d.lstat(n)?,
+            None => self.fs.lstat(p)?,
+        };
+        Ok(image_meta(&a))
     }
     fn stat(&self, p: &[u8]) -> KResult<Meta> {
-        Ok(image_meta(&self.fs.stat(p)?))
+        let a = match self.split(p) {
+            Some((d, n)) => d.stat(n)?,
+            None => self.fs.stat(p)?,
+        };
+        Ok(image_meta(&a))
     }
     fn list(&self, p: &[u8]) -> KResult<Vec<Vec<u8>>> {
         let mut v: Vec<Vec<u8>> = self
@@ -337,19 +393,34 @@ impl Side for Image<'_> {
         Ok(v)
     }
     fn readlink(&self, p: &[u8]) -> KResult<Vec<u8>> {
-        self.fs.readlink(p)
+        match self.split(p) {
+            Some((d, n)) => d.readlink(n),
+            None => self.fs.readlink(p),
+        }
     }
     fn open_read<'a>(&'a self, p: &[u8]) -> KResult<Box<dyn Src + 'a>> {
-        Ok(Box::new(ImageSrc(self.fs.open(p, oflags::O_RDONLY, 0)?)))
+        let f = match self.split(p) {
+            Some((d, n)) => d.open(n, oflags::O_RDONLY, 0)?,
+            None => self.fs.open(p, oflags::O_RDONLY, 0)?,
+        };
+        Ok(Box::new(ImageSrc(f)))
     }
     fn open_write<'a>(&'a self, p: &[u8], mode: u32) -> KResult<Box<dyn Dst + 'a>> {
         let flags = oflags::O_WRONLY | oflags::O_CREAT | oflags::O_TRUNC;
-        Ok(Box::new(ImageDst(self.fs.open(p, flags, mode)?)))
+        let f = match self.split(p) {
+            Some((d, n)) => d.open(n, flags, mode)?,
+            None => self.fs.open(p, flags, mode)?,
+        };
+        Ok(Box::new(ImageDst(f)))
     }
     fn mkdir(&self, p: &[u8], mode: u32) -> KResult<()> {
-        self.fs.mkdir(p, mode)
+        match self.split(p) {
+            Some((d, n)) => d.mkdir(n, mode),
+            None => self.fs.mkdir(p, mode),
+        }
     }
     fn symlink(&self, target: &[u8], p: &[u8]) -> KResult<()> {
+        self.forget();
         self.fs.symlink(target, p)
     }
     fn link(&self, existing: &[u8], new: &[u8]) -> KResult<()> {
@@ -359,9 +430,11 @@ impl Side for Image<'_> {
         self.fs.mknod(p, vtype, mode, rdev)
     }
     fn chmod(&self, p: &[u8], mode: u32) -> KResult<()> {
+        self.forget();
         self.fs.chmod(p, mode)
     }
     fn lchown(&self, p: &[u8], uid: u32, gid: u32) -> KResult<()> {
+        self.forget();
         self.fs.lchown(p, Some(uid), Some(gid))
     }
     fn set_times(&self, p: &[u8], atime: Timespec, mtime: Timespec, link: bool) -> KResult<()> {
@@ -369,10 +442,14 @@ impl Side for Image<'_> {
             // ukfs's utimes follows symlinks; a link's own times are left.
             return Ok(());
         }
-        self.fs
-            .utimes(p, Some(SetTime::At(atime)), Some(SetTime::At(mtime)))
+        let (at, mt) = (Some(SetTime::At(atime)), Some(SetTime::At(mtime)));
+        match self.split(p) {
+            Some((d, n)) => d.utimes(n, at, mt),
+            None => self.fs.utimes(p, at, mt),
+        }
     }
     fn unlink(&self, p: &[u8]) -> KResult<()> {
+        self.forget();
         self.fs.unlink(p)
     }
     fn default_owner(&self) -> Option<(u32, u32)> {
@@ -394,6 +471,8 @@ struct Copier<'s> {
     links: HashMap<(u64, u64), Vec<u8>>,
     status: i32,
     buf: Vec<u8>,
+    /// Reading the host sources ahead (copy in with -R).
+    host_pf: Option<&'s super::prefetch::HostPrefetcher>,
 }
 
 /// An error on one side of the copy, with the path it concerns.
@@ -515,6 +594,9 @@ impl Copier<'_> {
         let r = match m.vtype {
             VType::Dir => return self.copy_dir(s, m, d, ancestors),
             VType::Reg => {
+                if let Some(pf) = self.host_pf {
+                    pf.consumed(m.size);
+                }
                 let key = (m.dev, m.ino);
                 if m.nlink > 1 {
                     if let Some(first) = self.links.get(&key).cloned() {
@@ -682,10 +764,7 @@ where
     let euid = nix::unistd::geteuid().as_raw();
     let egid = nix::unistd::getegid().as_raw();
     let host = Host { root: euid == 0 };
-    let image = Image {
-        fs: &fs,
-        owner: (euid != 0).then_some((euid, egid)),
-    };
+    let image = Image::new(&fs, (euid != 0).then_some((euid, egid)));
     let (src, dst): (&dyn Side, &dyn Side) = if cli.into {
         (&host, &image)
     } else {
@@ -699,6 +778,7 @@ where
     let Some((dst_path, sources)) = paths.split_last() else {
         return 2; // clap requires two paths
     };
+    let host_pf = super::prefetch::HostPrefetcher::new();
     let mut c = Copier {
         src,
         dst,
@@ -710,9 +790,21 @@ where
         links: HashMap::new(),
         status: 0,
         buf: vec![0u8; 1 << 20],
+        host_pf: None,
     };
-    c.run(sources, dst_path);
+    if cli.into && cli.recursive {
+        // Read the host tree ahead of the copy (see prefetch.rs).
+        c.host_pf = Some(&host_pf);
+        std::thread::scope(|sc| {
+            sc.spawn(|| host_pf.run(sources));
+            c.run(sources, dst_path);
+            host_pf.stop();
+        });
+    } else {
+        c.run(sources, dst_path);
+    }
     let status = c.status;
     drop(c);
+    drop(image); // its open directory, before the unmount
     super::finish(PROG, &cli.img, fs, status)
 }

@@ -15,7 +15,7 @@ use std::io::{self, BufWriter, Write};
 use clap::{ArgAction, Parser};
 use rumpkern::types::{Timespec, VType, Vattr};
 use rumpkern::Errno;
-use ukfs::Ukfs;
+use ukfs::{Dir, Ukfs};
 
 use super::{join, warn, Access, ImageArgsLong};
 
@@ -310,10 +310,16 @@ impl<W: Write> Lister<'_, W> {
         self.status = 1;
     }
 
-    /// Fill in what the format needs for an entry whose lstat is `attr`.
-    fn complete(&mut self, e: &mut Entry) {
+    /// Fill in what the format needs for an entry whose lstat is `attr`;
+    /// `dir`: the open directory that holds it under `e.name` (`None`
+    /// for operands, named by `e.path`).
+    fn complete(&mut self, dir: Option<&Dir<'_>>, e: &mut Entry) {
         if e.vtype == VType::Lnk && self.o.long {
-            match self.fs.readlink(&e.path) {
+            let target = match dir {
+                Some(d) => d.readlink(&e.name),
+                None => self.fs.readlink(&e.path),
+            };
+            match target {
                 Ok(t) => e.target = Some(t),
                 Err(err) => {
                     let p = e.path.clone();
@@ -321,7 +327,11 @@ impl<W: Write> Lister<'_, W> {
                 }
             }
             if self.o.classify {
-                if let Ok(a) = self.fs.stat(&e.path) {
+                let a = match dir {
+                    Some(d) => d.stat(&e.name),
+                    None => self.fs.stat(&e.path),
+                };
+                if let Ok(a) = a {
                     e.target_type = Some((a.vtype, a.mode));
                 }
             }
@@ -454,10 +464,11 @@ impl<W: Write> Lister<'_, W> {
         Ok(())
     }
 
-    /// The entries of directory `path`, filtered, stat'ed and sorted, and
-    /// the total allocated bytes.
-    fn read_dir(&mut self, path: &[u8]) -> Result<(Vec<Entry>, u64), Errno> {
-        let ents = self.fs.readdir(path)?;
+    /// The entries of directory `dir` (named `path`), filtered, stat'ed
+    /// (each by its name in `dir`: one lookup, no walk from the root) and
+    /// sorted, and the total allocated bytes.
+    fn read_dir(&mut self, dir: &Dir<'_>, path: &[u8]) -> Result<(Vec<Entry>, u64), Errno> {
+        let ents = dir.readdir()?;
         let mut v = Vec::with_capacity(ents.len());
         let mut total = 0u64;
         for d in ents {
@@ -477,7 +488,7 @@ impl<W: Write> Lister<'_, W> {
                 target_type: None,
             };
             if self.o.need_stat {
-                match self.fs.lstat(&e.path) {
+                match dir.lstat(&e.name) {
                     Ok(a) => {
                         total += a.bytes;
                         e.vtype = a.vtype;
@@ -491,7 +502,7 @@ impl<W: Write> Lister<'_, W> {
                         }
                     }
                 }
-                self.complete(&mut e);
+                self.complete(Some(dir), &mut e);
             }
             v.push(e);
         }
@@ -499,11 +510,14 @@ impl<W: Write> Lister<'_, W> {
         Ok((v, total))
     }
 
-    /// List directory `path`; `header` prints `path:` first; `ancestors`
-    /// holds the inode numbers of the directories above (cycle guard).
+    /// List directory `path`, opened as `dir` (an error opening it is
+    /// reported after the header, as one reading it); `header` prints
+    /// `path:` first; `ancestors` holds the inode numbers of the
+    /// directories above (cycle guard).
     fn list_dir(
         &mut self,
         path: &[u8],
+        dir: Result<Dir<'_>, Errno>,
         header: bool,
         first: &mut bool,
         ancestors: &mut HashSet<u64>,
@@ -517,7 +531,7 @@ impl<W: Write> Lister<'_, W> {
             self.out.write_all(path)?;
             self.out.write_all(b":\n")?;
         }
-        let (v, total) = match self.read_dir(path) {
+        let ((v, total), dir) = match dir.and_then(|d| self.read_dir(&d, path).map(|x| (x, d))) {
             Ok(x) => x,
             Err(e) => {
                 self.fail(path, e);
@@ -540,7 +554,8 @@ impl<W: Write> Lister<'_, W> {
                     self.status = 1;
                     continue;
                 }
-                self.list_dir(&e.path, true, first, ancestors, ino)?;
+                let sub = dir.open_dir(&e.name);
+                self.list_dir(&e.path, sub, true, first, ancestors, ino)?;
             }
             ancestors.remove(&ino);
         }
@@ -612,7 +627,18 @@ where
             now: Timespec::now(),
             status: 0,
         };
-        let r = run(&mut l, &paths);
+        // -R: read the directories ahead of the listing (see prefetch.rs).
+        let r = if l.o.recursive {
+            let pf = super::prefetch::Prefetcher::new(&fs, &paths);
+            std::thread::scope(|sc| {
+                pf.spawn(sc);
+                let r = run(&mut l, &paths);
+                pf.stop();
+                r
+            })
+        } else {
+            run(&mut l, &paths)
+        };
         let r = r.and_then(|_| l.out.flush());
         match r {
             Ok(()) => l.status,
@@ -655,7 +681,7 @@ fn run<W: Write>(l: &mut Lister<'_, W>, paths: &[Vec<u8>]) -> io::Result<()> {
         if e.vtype == VType::Dir && !l.o.directory {
             dirs.push(e);
         } else {
-            l.complete(&mut e);
+            l.complete(None, &mut e);
             files.push(e);
         }
     }
@@ -670,7 +696,8 @@ fn run<W: Write>(l: &mut Lister<'_, W>, paths: &[Vec<u8>]) -> io::Result<()> {
     for d in &dirs {
         let mut anc = HashSet::new();
         let ino = d.attr.as_ref().map(|a| a.ino).unwrap_or(d.ino);
-        l.list_dir(&d.path, header, &mut first, &mut anc, ino)?;
+        let dir = l.fs.open_dir(&d.path);
+        l.list_dir(&d.path, dir, header, &mut first, &mut anc, ino)?;
     }
     Ok(())
 }

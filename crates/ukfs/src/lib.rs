@@ -18,6 +18,7 @@
 //! | files | [`Ukfs::open`], [`Ukfs::create`], [`Ukfs::read_file`], [`Ukfs::write_file`], [`File`] |
 //! | attributes | [`Ukfs::stat`], [`Ukfs::lstat`], [`Ukfs::access`], [`Ukfs::chmod`], [`Ukfs::chown`], [`Ukfs::lchown`], [`Ukfs::utimes`], [`Ukfs::truncate`] |
 //! | directories | [`Ukfs::readdir`], [`Ukfs::read_dir`], [`Ukfs::mkdir`], [`Ukfs::rmdir`] |
+//! | directory handles (`*at` calls) | [`Ukfs::open_dir`], [`Dir`] |
 //! | names | [`Ukfs::mknod`], [`Ukfs::unlink`], [`Ukfs::rename`], [`Ukfs::link`], [`Ukfs::symlink`], [`Ukfs::readlink`] |
 //! | file system | [`Ukfs::statvfs`], [`Ukfs::sync`], [`Ukfs::mount_point`] |
 //!
@@ -48,7 +49,7 @@
 //! # References and unmounting
 //!
 //! A `Ukfs` holds one vnode reference on the root and one on the current
-//! directory; a [`File`] and a [`ReadDir`] hold one on their vnode and
+//! directory; a [`File`], a [`Dir`] and a [`ReadDir`] hold one on their vnode and
 //! borrow the `Ukfs`, so the borrow checker makes sure none is left when
 //! [`Ukfs::unmount`] (which takes `self`) runs. Unmount drops ukfs's own
 //! references and then calls [`Mount::unmount`], which writes back
@@ -82,6 +83,10 @@ pub struct DirEnt {
     /// Type of the entry.
     pub vtype: VType,
 }
+
+/// Where a relative path starts: an open [`Dir`]'s vnode, or (`None`) the
+/// current directory.
+type Base<'b> = Option<&'b VnodeRef>;
 
 /// The vnode references a live `Ukfs` holds.
 struct Refs {
@@ -132,7 +137,11 @@ fn split_args(args: &MountArgs) -> KResult<(MountArgs, rumpuser::BlkIo)> {
     Ok((out, blkio))
 }
 
-fn open_image(image: &Path, read_only: bool, blkio: rumpuser::BlkIo) -> KResult<Arc<dyn BlockDevice>> {
+fn open_image(
+    image: &Path,
+    read_only: bool,
+    blkio: rumpuser::BlkIo,
+) -> KResult<Arc<dyn BlockDevice>> {
     let opts = rumpuser::OpenOpts { read_only, blkio };
     rumpuser::open_device(image_str(image)?, &opts).map_err(|e| {
         log::error!("ukfs: cannot open {}: {}", image.display(), e);
@@ -184,7 +193,11 @@ impl Ukfs {
     /// fault-injecting wrapper, ...) with type `fstype`; `None` for memory
     /// file systems. `args` goes to the driver unchanged.
     /// Errors: ENODEV (unknown type), EINVAL (device missing), the driver's.
-    pub fn mount_device(fstype: &str, dev: Option<Arc<dyn BlockDevice>>, args: &MountArgs) -> KResult<Ukfs> {
+    pub fn mount_device(
+        fstype: &str,
+        dev: Option<Arc<dyn BlockDevice>>,
+        args: &MountArgs,
+    ) -> KResult<Ukfs> {
         let t = rumpkern::vfs::lookup_type(fstype).ok_or(Errno::ENODEV)?;
         if t.needs_device() && dev.is_none() {
             return Err(Errno::EINVAL);
@@ -209,7 +222,10 @@ impl Ukfs {
     pub fn from_mount(mount: Arc<Mount>) -> KResult<Ukfs> {
         let root = mount.root()?;
         if root.vtype() != VType::Dir {
-            log::error!("ukfs: the root of the {} mount is not a directory", mount.fstype());
+            log::error!(
+                "ukfs: the root of the {} mount is not a directory",
+                mount.fstype()
+            );
             return Err(Errno::EIO);
         }
         let cwd = Mutex::new(root.clone());
@@ -241,22 +257,35 @@ impl Ukfs {
         self.refs.as_ref().ok_or(Errno::EIO)
     }
 
-    /// (root, cwd) referenced for one call, so the cwd lock is not held
-    /// during the walk.
-    fn start(&self) -> KResult<(VnodeRef, VnodeRef)> {
+    /// (root, start) referenced for one call: `start` is `base` (an open
+    /// [`Dir`]) or else the cwd, so the cwd lock is not held during the walk.
+    fn start(&self, base: Base<'_>) -> KResult<(VnodeRef, VnodeRef)> {
         let r = self.refs()?;
-        let cwd = r.cwd.lock().clone();
-        Ok((r.root.clone(), cwd))
+        let start = match base {
+            Some(d) => d.clone(),
+            None => r.cwd.lock().clone(),
+        };
+        Ok((r.root.clone(), start))
+    }
+
+    fn resolve_in(
+        &self,
+        base: Base<'_>,
+        path: &[u8],
+        follow: bool,
+        cred: &Cred,
+    ) -> KResult<VnodeRef> {
+        let (root, start) = self.start(base)?;
+        namei(&root, &start, path, follow, cred)
+    }
+
+    fn parent_in(&self, base: Base<'_>, path: &[u8], cred: &Cred) -> KResult<ParentLookup> {
+        let (root, start) = self.start(base)?;
+        namei_parent_full(&root, &start, path, cred)
     }
 
     fn resolve(&self, path: &[u8], follow: bool, cred: &Cred) -> KResult<VnodeRef> {
-        let (root, cwd) = self.start()?;
-        namei(&root, &cwd, path, follow, cred)
-    }
-
-    fn parent(&self, path: &[u8], cred: &Cred) -> KResult<ParentLookup> {
-        let (root, cwd) = self.start()?;
-        namei_parent_full(&root, &cwd, path, cred)
+        self.resolve_in(None, path, follow, cred)
     }
 
     /// Change the current directory. Errors: as namei, ENOTDIR, EACCES (no
@@ -316,13 +345,21 @@ impl Ukfs {
     /// assert_eq!(f.read(&mut buf)?, 0); // end of file
     /// # Ok::<(), Errno>(())
     /// ```
-    pub fn open<P: AsRef<[u8]> + ?Sized>(&self, path: &P, flags: i32, mode: u32) -> KResult<File<'_>> {
-        let path = pb(path);
+    pub fn open<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        flags: i32,
+        mode: u32,
+    ) -> KResult<File<'_>> {
+        self.open_in(None, pb(path), flags, mode)
+    }
+
+    fn open_in(&self, base: Base<'_>, path: &[u8], flags: i32, mode: u32) -> KResult<File<'_>> {
         let cred = self.cred();
         let nofollow = flags & oflags::O_NOFOLLOW != 0;
         let mut created = false;
         let vp = if flags & oflags::O_CREAT != 0 {
-            let p = self.parent(path, &cred)?;
+            let p = self.parent_in(base, path, &cred)?;
             if p.trailing_slash {
                 return Err(Errno::EISDIR);
             }
@@ -333,7 +370,7 @@ impl Ukfs {
                     }
                     if vp.vtype() == VType::Lnk && !nofollow {
                         drop(vp);
-                        self.resolve(path, true, &cred)?
+                        self.resolve_in(base, path, true, &cred)?
                     } else {
                         vp
                     }
@@ -345,7 +382,7 @@ impl Ukfs {
                 Err(e) => return Err(e),
             }
         } else {
-            self.resolve(path, !nofollow, &cred)?
+            self.resolve_in(base, path, !nofollow, &cred)?
         };
         if flags & oflags::O_CREAT != 0 && vp.vtype() == VType::Dir {
             return Err(Errno::EISDIR);
@@ -372,7 +409,11 @@ impl Ukfs {
     /// Create a new regular file `path` with `mode` and open it read-write
     /// (O_CREAT|O_EXCL|O_RDWR). Errors: EEXIST, as [`Ukfs::open`].
     pub fn create<P: AsRef<[u8]> + ?Sized>(&self, path: &P, mode: u32) -> KResult<File<'_>> {
-        self.open(path, oflags::O_CREAT | oflags::O_EXCL | oflags::O_RDWR, mode)
+        self.open(
+            path,
+            oflags::O_CREAT | oflags::O_EXCL | oflags::O_RDWR,
+            mode,
+        )
     }
 
     /// The whole content of the regular file `path`.
@@ -396,7 +437,11 @@ impl Ukfs {
     /// Replace the content of `path` by `data`, creating the file (mode
     /// 0644) if needed. Errors: as [`Ukfs::open`] and [`File::write_all`].
     pub fn write_file<P: AsRef<[u8]> + ?Sized>(&self, path: &P, data: &[u8]) -> KResult<()> {
-        let mut f = self.open(path, oflags::O_WRONLY | oflags::O_CREAT | oflags::O_TRUNC, 0o644)?;
+        let mut f = self.open(
+            path,
+            oflags::O_WRONLY | oflags::O_CREAT | oflags::O_TRUNC,
+            0o644,
+        )?;
         f.write_all(data)
     }
 
@@ -404,14 +449,17 @@ impl Ukfs {
 
     /// Attributes of `path`, following a final symlink.
     pub fn stat<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Vattr> {
+        self.stat_in(None, pb(path), true)
+    }
+
+    fn stat_in(&self, base: Base<'_>, path: &[u8], follow: bool) -> KResult<Vattr> {
         let cred = self.cred();
-        self.resolve(pb(path), true, &cred)?.getattr()
+        self.resolve_in(base, path, follow, &cred)?.getattr()
     }
 
     /// Attributes of `path` itself (a final symlink is not followed).
     pub fn lstat<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Vattr> {
-        let cred = self.cred();
-        self.resolve(pb(path), false, &cred)?.getattr()
+        self.stat_in(None, pb(path), false)
     }
 
     /// May the current credential access `path` with `mode` (VREAD, VWRITE,
@@ -427,8 +475,12 @@ impl Ukfs {
     }
 
     fn setattr(&self, path: &[u8], follow: bool, sa: SetAttr) -> KResult<()> {
+        self.setattr_in(None, path, follow, sa)
+    }
+
+    fn setattr_in(&self, base: Base<'_>, path: &[u8], follow: bool, sa: SetAttr) -> KResult<()> {
         let cred = self.cred();
-        let vp = self.resolve(path, follow, &cred)?;
+        let vp = self.resolve_in(base, path, follow, &cred)?;
         vp.setattr(&sa, &cred, false)
     }
 
@@ -447,7 +499,12 @@ impl Ukfs {
 
     /// Change owner and/or group of `path` (`None` leaves it), following a
     /// final symlink. Errors: EPERM, EROFS, as namei.
-    pub fn chown<P: AsRef<[u8]> + ?Sized>(&self, path: &P, uid: Option<u32>, gid: Option<u32>) -> KResult<()> {
+    pub fn chown<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> KResult<()> {
         self.setattr(
             pb(path),
             true,
@@ -460,7 +517,12 @@ impl Ukfs {
     }
 
     /// As [`Ukfs::chown`] on a final symlink itself.
-    pub fn lchown<P: AsRef<[u8]> + ?Sized>(&self, path: &P, uid: Option<u32>, gid: Option<u32>) -> KResult<()> {
+    pub fn lchown<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> KResult<()> {
         self.setattr(
             pb(path),
             false,
@@ -516,10 +578,14 @@ impl Ukfs {
     pub fn read_dir<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<ReadDir<'_>> {
         let cred = self.cred();
         let vp = self.resolve(pb(path), true, &cred)?;
+        self.read_dir_vp(vp, &cred)
+    }
+
+    fn read_dir_vp(&self, vp: VnodeRef, cred: &Cred) -> KResult<ReadDir<'_>> {
         if vp.vtype() != VType::Dir {
             return Err(Errno::ENOTDIR);
         }
-        vp.access(amode::VREAD, &cred)?;
+        vp.access(amode::VREAD, cred)?;
         Ok(ReadDir {
             vp,
             cookie: 0,
@@ -551,8 +617,12 @@ impl Ukfs {
     /// Create directory `path` with `mode`. A trailing slash is allowed.
     /// Errors: EEXIST, ENOENT, ENOTDIR, EACCES, ENOSPC, EROFS.
     pub fn mkdir<P: AsRef<[u8]> + ?Sized>(&self, path: &P, mode: u32) -> KResult<()> {
+        self.mkdir_in(None, pb(path), mode)
+    }
+
+    fn mkdir_in(&self, base: Base<'_>, path: &[u8], mode: u32) -> KResult<()> {
         let cred = self.cred();
-        let p = self.parent(pb(path), &cred)?;
+        let p = self.parent_in(base, path, &cred)?;
         p.dir.mkdir(&p.name, mode, &cred).map(drop)
     }
 
@@ -561,9 +631,26 @@ impl Ukfs {
     /// Errors: EEXIST, EPERM (device node by a non-root user), EINVAL
     /// (`Dir`/`Lnk`: use mkdir/symlink), ENOENT, EACCES, ENOSPC, EROFS,
     /// EOPNOTSUPP (the format has no such nodes).
-    pub fn mknod<P: AsRef<[u8]> + ?Sized>(&self, path: &P, vtype: VType, mode: u32, rdev: u64) -> KResult<()> {
+    pub fn mknod<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        vtype: VType,
+        mode: u32,
+        rdev: u64,
+    ) -> KResult<()> {
+        self.mknod_in(None, pb(path), vtype, mode, rdev)
+    }
+
+    fn mknod_in(
+        &self,
+        base: Base<'_>,
+        path: &[u8],
+        vtype: VType,
+        mode: u32,
+        rdev: u64,
+    ) -> KResult<()> {
         let cred = self.cred();
-        let p = self.parent(pb(path), &cred)?;
+        let p = self.parent_in(base, path, &cred)?;
         refuse_trailing_slash(&p, &cred)?;
         p.dir.mknod(&p.name, vtype, mode, rdev, &cred).map(drop)
     }
@@ -572,8 +659,12 @@ impl Ukfs {
     /// Errors: ENOENT, ENOTDIR, ENOTEMPTY, EINVAL (last component `.` or the
     /// path `/`), EBUSY, EACCES, EPERM (sticky directory), EROFS.
     pub fn rmdir<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<()> {
+        self.rmdir_in(None, pb(path))
+    }
+
+    fn rmdir_in(&self, base: Base<'_>, path: &[u8]) -> KResult<()> {
         let cred = self.cred();
-        let p = self.parent(pb(path), &cred)?;
+        let p = self.parent_in(base, path, &cred)?;
         p.dir.rmdir(&p.name, &cred)
     }
 
@@ -583,8 +674,12 @@ impl Ukfs {
     /// target). Errors: ENOENT, EISDIR (a directory, also `dir/`), ENOTDIR
     /// (`file/`), EACCES, EPERM, EROFS.
     pub fn unlink<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<()> {
+        self.unlink_in(None, pb(path))
+    }
+
+    fn unlink_in(&self, base: Base<'_>, path: &[u8]) -> KResult<()> {
         let cred = self.cred();
-        let p = self.parent(pb(path), &cred)?;
+        let p = self.parent_in(base, path, &cred)?;
         if p.trailing_slash {
             // As Linux: "name/" never names a non-directory to unlink.
             let vp = p.dir.lookup(&p.name, &cred)?;
@@ -617,10 +712,14 @@ impl Ukfs {
     /// assert_eq!(fs.read_file("/link")?, b"1");
     /// # Ok::<(), Errno>(())
     /// ```
-    pub fn rename<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(&self, from: &P, to: &Q) -> KResult<()> {
+    pub fn rename<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(
+        &self,
+        from: &P,
+        to: &Q,
+    ) -> KResult<()> {
         let cred = self.cred();
-        let f = self.parent(pb(from), &cred)?;
-        let t = self.parent(pb(to), &cred)?;
+        let f = self.parent_in(None, pb(from), &cred)?;
+        let t = self.parent_in(None, pb(to), &cred)?;
         if f.trailing_slash || t.trailing_slash {
             let src = f.dir.lookup(&f.name, &cred)?;
             if src.vtype() != VType::Dir {
@@ -633,10 +732,18 @@ impl Ukfs {
     /// Make `new` a hard link to `existing` (a final symlink in `existing`
     /// is not followed, as Linux `link`). Errors: EEXIST, ENOENT, EPERM
     /// (directory), EMLINK, EXDEV, EACCES, ENOSPC, EROFS.
-    pub fn link<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(&self, existing: &P, new: &Q) -> KResult<()> {
+    pub fn link<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(
+        &self,
+        existing: &P,
+        new: &Q,
+    ) -> KResult<()> {
+        self.link_in(None, pb(existing), pb(new))
+    }
+
+    fn link_in(&self, base: Base<'_>, existing: &[u8], new: &[u8]) -> KResult<()> {
         let cred = self.cred();
-        let vp = self.resolve(pb(existing), false, &cred)?;
-        let p = self.parent(pb(new), &cred)?;
+        let vp = self.resolve_in(base, existing, false, &cred)?;
+        let p = self.parent_in(base, new, &cred)?;
         refuse_trailing_slash(&p, &cred)?;
         p.dir.link(&vp, &p.name, &cred)
     }
@@ -644,18 +751,68 @@ impl Ukfs {
     /// Create a symbolic link `linkpath` containing `target` (not checked).
     /// Errors: EEXIST, ENOENT (also an empty target), ENAMETOOLONG, EACCES,
     /// ENOSPC, EROFS.
-    pub fn symlink<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(&self, target: &P, linkpath: &Q) -> KResult<()> {
+    pub fn symlink<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(
+        &self,
+        target: &P,
+        linkpath: &Q,
+    ) -> KResult<()> {
+        self.symlink_in(None, pb(target), pb(linkpath))
+    }
+
+    fn symlink_in(&self, base: Base<'_>, target: &[u8], linkpath: &[u8]) -> KResult<()> {
         let cred = self.cred();
-        let p = self.parent(pb(linkpath), &cred)?;
+        let p = self.parent_in(base, linkpath, &cred)?;
         refuse_trailing_slash(&p, &cred)?;
-        p.dir.symlink(&p.name, pb(target), &cred).map(drop)
+        p.dir.symlink(&p.name, target, &cred).map(drop)
     }
 
     /// The target of the symbolic link `path`. Errors: EINVAL (not a
     /// symlink), as namei.
     pub fn readlink<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Vec<u8>> {
+        self.readlink_in(None, pb(path))
+    }
+
+    fn readlink_in(&self, base: Base<'_>, path: &[u8]) -> KResult<Vec<u8>> {
         let cred = self.cred();
-        self.resolve(pb(path), false, &cred)?.readlink()
+        self.resolve_in(base, path, false, &cred)?.readlink()
+    }
+
+    /// Open directory `path` (a final symlink is followed) as a [`Dir`]: a
+    /// handle whose calls resolve relative paths from this directory rather
+    /// than from the current directory, as the POSIX `*at` calls do with a
+    /// directory descriptor (absolute paths still start at the root). No
+    /// permission is needed to hold it (as Linux `O_PATH`): each call checks
+    /// search permission on the directory, [`Dir::read_dir`] read
+    /// permission. Errors: ENOTDIR, as namei.
+    ///
+    /// ```
+    /// # use rumpkern::{MountArgs, Errno, VType};
+    /// # rumpkern::vfs::register(&fs_tmpfs::TMPFS);
+    /// let fs = ukfs::Ukfs::mount("tmpfs", None, &MountArgs::default())?;
+    /// fs.mkdir("/d", 0o755)?;
+    /// let d = fs.open_dir("/d")?;
+    /// d.write_file("f", b"in d")?;
+    /// d.symlink("f", "l")?;
+    /// assert_eq!(fs.read_file("/d/f")?, b"in d");
+    /// assert_eq!(d.lstat("l")?.vtype, VType::Lnk);
+    /// assert_eq!(d.stat("l")?.size, 4);
+    /// let mut names: Vec<Vec<u8>> = d.readdir()?.into_iter().map(|e| e.name).collect();
+    /// names.sort();
+    /// assert_eq!(names, [&b"."[..], b"..", b"f", b"l"]);
+    /// assert_eq!(d.open_dir("f").map(|_| ()), Err(Errno::ENOTDIR));
+    /// # Ok::<(), Errno>(())
+    /// ```
+    pub fn open_dir<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Dir<'_>> {
+        self.open_dir_in(None, pb(path))
+    }
+
+    fn open_dir_in(&self, base: Base<'_>, path: &[u8]) -> KResult<Dir<'_>> {
+        let cred = self.cred();
+        let vp = self.resolve_in(base, path, true, &cred)?;
+        if vp.vtype() != VType::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(Dir { fs: self, vp })
     }
 
     // ----- the file system -----
@@ -775,7 +932,10 @@ impl File<'_> {
     }
 
     fn writable(&self) -> bool {
-        matches!(self.flags & oflags::O_ACCMODE, oflags::O_WRONLY | oflags::O_RDWR)
+        matches!(
+            self.flags & oflags::O_ACCMODE,
+            oflags::O_WRONLY | oflags::O_RDWR
+        )
     }
 
     /// The vnode (referenced for as long as the file is open).
@@ -811,9 +971,12 @@ impl File<'_> {
             return Err(Errno::EBADF);
         }
         if self.flags & oflags::O_APPEND != 0 {
-            let n = self
-                .vp
-                .write(buf, self.offset, self.ioflag() | ioflag::IO_APPEND, &self.cred)?;
+            let n = self.vp.write(
+                buf,
+                self.offset,
+                self.ioflag() | ioflag::IO_APPEND,
+                &self.cred,
+            )?;
             self.offset = self.vp.getattr()?.size;
             Ok(n)
         } else {
@@ -921,7 +1084,10 @@ impl ReadDir<'_> {
             self.done = true;
         } else if cookie == self.cookie {
             // A driver that does not advance its cookie would loop forever.
-            log::error!("ukfs: readdir of inode {} did not advance its cookie", self.vp.ino());
+            log::error!(
+                "ukfs: readdir of inode {} did not advance its cookie",
+                self.vp.ino()
+            );
             self.done = true;
             return Err(Errno::EIO);
         }
@@ -942,5 +1108,184 @@ impl Iterator for ReadDir<'_> {
             }
         }
         self.buf.pop_front().map(Ok)
+    }
+}
+
+/// An open directory ([`Ukfs::open_dir`]): the calls of [`Ukfs`] with
+/// relative paths resolved from this directory instead of the current
+/// one, as POSIX `openat`, `fstatat`, `mkdirat` ... do with a directory
+/// descriptor (an absolute path still starts at the root). A program that
+/// walks a tree keeps one per directory and names entries by their bare
+/// names, so each call is one lookup in that directory instead of a walk
+/// from the root. Holds a reference on the directory's vnode and borrows
+/// the [`Ukfs`]; cloning takes one more reference. Errors: as the
+/// [`Ukfs`] call of the same name.
+#[derive(Clone)]
+pub struct Dir<'a> {
+    fs: &'a Ukfs,
+    vp: VnodeRef,
+}
+
+impl std::fmt::Debug for Dir<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dir").field("vnode", &self.vp).finish()
+    }
+}
+
+impl Drop for Dir<'_> {
+    /// The vnode reference goes with the handle. Having a `Drop` makes the
+    /// borrow checker keep the [`Ukfs`] alive (mounted) until then, as for
+    /// [`File`].
+    fn drop(&mut self) {}
+}
+
+impl<'a> Dir<'a> {
+    fn base(&self) -> Base<'_> {
+        Some(&self.vp)
+    }
+
+    /// The directory's vnode (referenced for as long as the handle lives).
+    pub fn vnode(&self) -> &VnodeRef {
+        &self.vp
+    }
+
+    /// The directory's own attributes (fstat).
+    pub fn metadata(&self) -> KResult<Vattr> {
+        self.vp.getattr()
+    }
+
+    /// As [`Ukfs::open_dir`], relative to this directory.
+    pub fn open_dir<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Dir<'a>> {
+        self.fs.open_dir_in(self.base(), pb(path))
+    }
+
+    /// The entries of this directory, as [`Ukfs::read_dir`] (read
+    /// permission checked now).
+    pub fn read_dir(&self) -> KResult<ReadDir<'a>> {
+        let cred = self.fs.cred();
+        self.fs.read_dir_vp(self.vp.clone(), &cred)
+    }
+
+    /// All entries of this directory, as [`Ukfs::readdir`].
+    pub fn readdir(&self) -> KResult<Vec<DirEnt>> {
+        self.read_dir()?.collect()
+    }
+
+    /// As [`Ukfs::open`] (openat).
+    pub fn open<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        flags: i32,
+        mode: u32,
+    ) -> KResult<File<'a>> {
+        self.fs.open_in(self.base(), pb(path), flags, mode)
+    }
+
+    /// As [`Ukfs::write_file`].
+    pub fn write_file<P: AsRef<[u8]> + ?Sized>(&self, path: &P, data: &[u8]) -> KResult<()> {
+        let mut f = self.open(
+            path,
+            oflags::O_WRONLY | oflags::O_CREAT | oflags::O_TRUNC,
+            0o644,
+        )?;
+        f.write_all(data)
+    }
+
+    /// As [`Ukfs::stat`] (fstatat).
+    pub fn stat<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Vattr> {
+        self.fs.stat_in(self.base(), pb(path), true)
+    }
+
+    /// As [`Ukfs::lstat`] (fstatat with AT_SYMLINK_NOFOLLOW).
+    pub fn lstat<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Vattr> {
+        self.fs.stat_in(self.base(), pb(path), false)
+    }
+
+    /// As [`Ukfs::readlink`] (readlinkat).
+    pub fn readlink<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<Vec<u8>> {
+        self.fs.readlink_in(self.base(), pb(path))
+    }
+
+    /// As [`Ukfs::mkdir`] (mkdirat).
+    pub fn mkdir<P: AsRef<[u8]> + ?Sized>(&self, path: &P, mode: u32) -> KResult<()> {
+        self.fs.mkdir_in(self.base(), pb(path), mode)
+    }
+
+    /// As [`Ukfs::rmdir`] (unlinkat with AT_REMOVEDIR).
+    pub fn rmdir<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<()> {
+        self.fs.rmdir_in(self.base(), pb(path))
+    }
+
+    /// As [`Ukfs::unlink`] (unlinkat).
+    pub fn unlink<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> KResult<()> {
+        self.fs.unlink_in(self.base(), pb(path))
+    }
+
+    /// As [`Ukfs::mknod`] (mknodat).
+    pub fn mknod<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        vtype: VType,
+        mode: u32,
+        rdev: u64,
+    ) -> KResult<()> {
+        self.fs.mknod_in(self.base(), pb(path), vtype, mode, rdev)
+    }
+
+    /// As [`Ukfs::symlink`] (symlinkat); `target` is stored as given.
+    pub fn symlink<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(
+        &self,
+        target: &P,
+        linkpath: &Q,
+    ) -> KResult<()> {
+        self.fs.symlink_in(self.base(), pb(target), pb(linkpath))
+    }
+
+    /// As [`Ukfs::link`] (linkat), both paths relative to this directory.
+    pub fn link<P: AsRef<[u8]> + ?Sized, Q: AsRef<[u8]> + ?Sized>(
+        &self,
+        existing: &P,
+        new: &Q,
+    ) -> KResult<()> {
+        self.fs.link_in(self.base(), pb(existing), pb(new))
+    }
+
+    /// As [`Ukfs::chmod`] (fchmodat).
+    pub fn chmod<P: AsRef<[u8]> + ?Sized>(&self, path: &P, mode: u32) -> KResult<()> {
+        let sa = SetAttr {
+            mode: Some(mode),
+            ..Default::default()
+        };
+        self.fs.setattr_in(self.base(), pb(path), true, sa)
+    }
+
+    /// As [`Ukfs::lchown`] (fchownat with AT_SYMLINK_NOFOLLOW).
+    pub fn lchown<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> KResult<()> {
+        let sa = SetAttr {
+            uid,
+            gid,
+            ..Default::default()
+        };
+        self.fs.setattr_in(self.base(), pb(path), false, sa)
+    }
+
+    /// As [`Ukfs::utimes`] (utimensat).
+    pub fn utimes<P: AsRef<[u8]> + ?Sized>(
+        &self,
+        path: &P,
+        atime: Option<SetTime>,
+        mtime: Option<SetTime>,
+    ) -> KResult<()> {
+        let sa = SetAttr {
+            atime,
+            mtime,
+            ..Default::default()
+        };
+        self.fs.setattr_in(self.base(), pb(path), true, sa)
     }
 }
