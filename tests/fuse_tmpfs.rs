@@ -637,6 +637,43 @@ fn permissions_are_checked_per_caller() {
 }
 
 #[test]
+fn names_cached_before_a_directory_closes_are_not_a_way_in() {
+    // Read-write mounts leave permission checks to rumpkern (no
+    // default_permissions), so the kernel must not keep names it would let
+    // a path walk through unchecked: those in a directory that closes
+    // (chmod) or that a file is renamed into.
+    let g = MountGuard::rump_tmpfs("closing", &[]);
+    let mp = g.mp.display();
+    fs::create_dir(g.path("pub")).unwrap();
+    fs::set_permissions(g.path("pub"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(g.path("pub/f"), b"open").unwrap();
+    fs::create_dir(g.path("shut")).unwrap();
+    fs::set_permissions(g.path("shut"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(g.path("pub/g"), b"moved").unwrap();
+    // nobody reads both files: their names are now cached by the kernel.
+    let o = as_nobody(&format!("cat {mp}/pub/f {mp}/pub/g"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "openmoved");
+    fs::rename(g.path("pub/g"), g.path("shut/g")).unwrap();
+    fs::set_permissions(g.path("pub"), fs::Permissions::from_mode(0o700)).unwrap();
+    // The invalidations are sent right after the replies; give the kernel
+    // a moment (well under the 1 s the names were handed out for).
+    std::thread::sleep(Duration::from_millis(100));
+    for p in ["pub/f", "shut/g"] {
+        let o = as_nobody(&format!("cat {mp}/{p}"));
+        assert!(
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+            "nobody still reads {p}: {:?} {:?}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Opening the directory again lets nobody back in.
+    fs::set_permissions(g.path("pub"), fs::Permissions::from_mode(0o755)).unwrap();
+    let o = as_nobody(&format!("cat {mp}/pub/f"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "open");
+}
+
+#[test]
 fn supplementary_groups_are_honoured() {
     // Without default_permissions every check is rumpkern's, made with the
     // groups p2k reads from /proc/<pid>/status.

@@ -7,7 +7,7 @@
 //! | `force` | mount even if the file system is not clean (driver) |
 //! | `allow_other` / `noallow_other` | let other users in (default: on when run as root) |
 //! | `attr_timeout=S`, `entry_timeout=S` | kernel cache timeouts in seconds (default 1, 30 when read-only) |
-//! | `default_permissions` / `nodefault_permissions` | kernel permission checks on top of rumpkern's (default on; see p2k's crate doc) |
+//! | `default_permissions` / `nodefault_permissions` | kernel permission checks on top of rumpkern's (default: on read-only, off read-write; see p2k's crate doc) |
 //! | `threads=N` | FUSE worker threads (1..=64) |
 //! | `fsname=NAME`, `subtype=NAME` | what /proc/mounts shows |
 //! | `defaults`, `auto`, `noauto`, `user`, `nouser`, `users`, `_netdev`, `nofail`, `rump`, `nosuid`, `nodev` | fstab words; accepted and ignored (the mount is always nosuid,nodev) |
@@ -61,8 +61,8 @@ pub fn split_options<S: AsRef<str>>(lists: &[S]) -> Result<ServerOptions, String
                 ("force", None) => o.args.force = true,
                 ("allow_other", None) => o.p2k.allow_other = true,
                 ("noallow_other", None) => o.p2k.allow_other = false,
-                ("default_permissions", None) => o.p2k.default_permissions = true,
-                ("nodefault_permissions", None) => o.p2k.default_permissions = false,
+                ("default_permissions", None) => o.p2k.default_permissions = Some(true),
+                ("nodefault_permissions", None) => o.p2k.default_permissions = Some(false),
                 ("attr_timeout", Some(v)) => o.p2k.attr_timeout = Some(seconds(k, v)?),
                 ("entry_timeout", Some(v)) => o.p2k.entry_timeout = Some(seconds(k, v)?),
                 ("threads", Some(v)) => match v.parse::<usize>() {

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -80,6 +80,11 @@ pub(crate) struct Tunables {
     /// (`default_permissions`): opens need no server state (see
     /// [`P2k::stateless_open`]).
     pub ro_kernel_checked: bool,
+    /// The kernel checks permissions itself (`default_permissions`). When it
+    /// does not, it also skips search permission on cached dentries, so
+    /// p2k keeps no dentry cached under a directory that someone may not
+    /// search (see [`P2k::entry_ttl_in`]).
+    pub kernel_checks: bool,
 }
 
 /// The translator state, shared by every worker thread and kept by the
@@ -107,6 +112,9 @@ pub struct P2k {
     /// `no_open`/`no_opendir`) and sends reads and readdirs with handle 0,
     /// which name the node instead. Set at INIT.
     stateless_open: AtomicBool,
+    /// Sends cache invalidations to the kernel (set once the session
+    /// exists).
+    notifier: OnceLock<fuser::Notifier>,
 }
 
 impl fmt::Debug for P2k {
@@ -162,7 +170,89 @@ impl P2k {
             panics: AtomicU64::new(0),
             tun,
             stateless_open: AtomicBool::new(false),
+            notifier: OnceLock::new(),
         })
+    }
+
+    /// Where cache invalidations go (once, when the session exists).
+    pub(crate) fn set_notifier(&self, n: fuser::Notifier) {
+        let _ = self.notifier.set(n);
+    }
+
+    /// How long the kernel may keep a name found in directory `dvp`.
+    ///
+    /// Without `default_permissions` the kernel checks no search permission
+    /// on a path it has cached; p2k checks it on every LOOKUP with the
+    /// caller's credential. So an entry may be cached only in a directory
+    /// that everybody may search (`x` for owner, group and other): there the
+    /// check cannot fail. Entries in any other directory get no time at all
+    /// and every path through it comes back as a LOOKUP. (A directory that
+    /// becomes less searchable has its cached entries invalidated, see
+    /// `setattr`.)
+    pub(crate) fn entry_ttl_in(&self, dvp: &VnodeRef) -> Duration {
+        if self.tun.kernel_checks {
+            return self.tun.entry_ttl;
+        }
+        match dvp.getattr() {
+            Ok(va) if va.mode & 0o111 == 0o111 => self.tun.entry_ttl,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Tell the kernel to forget the names `names` in directory node
+    /// `parent`, from another thread: the request that changed them may
+    /// hold the directory's lock in the kernel until it is answered, and
+    /// the kernel takes that lock to invalidate.
+    fn invalidate_later(&self, parent: u64, names: Vec<Vec<u8>>) {
+        let Some(n) = self.notifier.get().cloned() else {
+            return;
+        };
+        if names.is_empty() {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("p2k-inval".into())
+            .spawn(move || {
+                for name in names {
+                    // ENOENT: the kernel had nothing cached under that name.
+                    let _ = n.inval_entry(INodeNo(parent), OsStr::from_bytes(&name));
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread to invalidate cached names: {e}");
+        }
+    }
+
+    /// After a SETATTR of node `nodeid` (`vn`): a directory that everybody
+    /// could search and now not everybody can has its cached names
+    /// invalidated, since they were handed out with a time to live
+    /// ([`P2k::entry_ttl_in`]). Until the kernel has processed that
+    /// (moments after the reply), a path it cached may still pass.
+    fn searchability_changed(&self, nodeid: u64, vn: &VnodeRef, before: &Vattr, after: &Vattr) {
+        if self.tun.kernel_checks
+            || after.vtype != VType::Dir
+            || before.mode & 0o111 != 0o111
+            || after.mode & 0o111 == 0o111
+        {
+            return;
+        }
+        let mut names = Vec::new();
+        let mut off = 0;
+        loop {
+            let mut last = None;
+            let r = vn.readdir(off, &mut |de| {
+                if de.name != b"." && de.name != b".." {
+                    names.push(de.name.to_vec());
+                }
+                last = Some(de.next_offset);
+                true
+            });
+            match (r, last) {
+                (Ok(()), Some(next)) if next != off => off = next,
+                _ => break,
+            }
+        }
+        self.invalidate_later(nodeid, names);
     }
 
     /// The rumpkern mount being served.
@@ -396,11 +486,11 @@ impl P2k {
         Ok((attr, Generation(u64::from(va.gen))))
     }
 
-    fn reply_entry(&self, reply: ReplyEntry, r: KResult<(FileAttr, Generation)>) {
+    /// Answer an entry request with the entry and the time the kernel may
+    /// keep its name ([`P2k::entry_ttl_in`] of its directory).
+    fn reply_entry(&self, reply: ReplyEntry, r: KResult<(FileAttr, Generation, Duration)>) {
         match r {
-            Ok((attr, gen)) => {
-                reply.entry_with_ttls(&self.tun.attr_ttl, &self.tun.entry_ttl, &attr, gen)
-            }
+            Ok((attr, gen, ttl)) => reply.entry_with_ttls(&self.tun.attr_ttl, &ttl, &attr, gen),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -537,21 +627,23 @@ impl Filesystem for P2kFs {
             format_args!("{}, {:?}", parent.0, name),
             || {
                 let dvp = p.node(parent)?;
-                match dvp.lookup(name_bytes(name), &P2k::cred(req)) {
-                    Ok(vn) => p.entry_of(vn).map(Some),
-                    // A negative entry the kernel may cache for entry_timeout:
-                    // every change goes through the kernel, so it stays true.
-                    Err(e) if e == Errno::ENOENT => Ok(None),
-                    Err(e) => Err(e),
-                }
+                let found = match dvp.lookup(name_bytes(name), &P2k::cred(req)) {
+                    Ok(vn) => Some(p.entry_of(vn)?),
+                    // A negative entry the kernel may cache (same rule as
+                    // positive ones): every change goes through the kernel,
+                    // so it stays true.
+                    Err(e) if e == Errno::ENOENT => None,
+                    Err(e) => return Err(e),
+                };
+                Ok((found, p.entry_ttl_in(&dvp)))
             },
         );
         match r {
-            Ok(Some(entry)) => p.reply_entry(reply, Ok(entry)),
-            Ok(None) => {
+            Ok((Some((a, g)), ttl)) => p.reply_entry(reply, Ok((a, g, ttl))),
+            Ok((None, ttl)) => {
                 let mut neg = file_attr(&empty_vattr(), 0);
                 neg.ino = INodeNo(0);
-                reply.entry_with_ttls(&Duration::ZERO, &p.tun.entry_ttl, &neg, Generation(0));
+                reply.entry_with_ttls(&Duration::ZERO, &ttl, &neg, Generation(0));
             }
             Err(e) => reply.error(ferr(e)),
         }
@@ -615,8 +707,11 @@ impl Filesystem for P2kFs {
                         .unwrap_or(false),
                     None => false,
                 };
+                let before = vn.getattr()?;
                 vn.setattr(&sa, &P2k::cred(req), has_write_fd)?;
-                Ok(p.attr_of(&vn)?.0)
+                let (attr, after) = p.attr_of(&vn)?;
+                p.searchability_changed(ino.0, &vn, &before, &after);
+                Ok(attr)
             },
         );
         p.reply_attr(reply, r);
@@ -657,7 +752,8 @@ impl Filesystem for P2kFs {
                     VType::Reg => dvp.create(name_bytes(name), perm, &cred)?,
                     _ => dvp.mknod(name_bytes(name), vtype, perm, u64::from(rdev), &cred)?,
                 };
-                p.entry_of(vn)
+                let (a, g) = p.entry_of(vn)?;
+                Ok((a, g, p.entry_ttl_in(&dvp)))
             },
         );
         p.reply_entry(reply, r);
@@ -684,7 +780,8 @@ impl Filesystem for P2kFs {
                     mode & !umask & mode::ALLPERMS,
                     &P2k::cred(req),
                 )?;
-                p.entry_of(vn)
+                let (a, g) = p.entry_of(vn)?;
+                Ok((a, g, p.entry_ttl_in(&dvp)))
             },
         );
         p.reply_entry(reply, r);
@@ -732,7 +829,8 @@ impl Filesystem for P2kFs {
                     target.as_os_str().as_bytes(),
                     &P2k::cred(req),
                 )?;
-                p.entry_of(vn)
+                let (a, g) = p.entry_of(vn)?;
+                Ok((a, g, p.entry_ttl_in(&dvp)))
             },
         );
         p.reply_entry(reply, r);
@@ -769,7 +867,14 @@ impl Filesystem for P2kFs {
                     &tdvp,
                     name_bytes(newname),
                     &P2k::cred(req),
-                )
+                )?;
+                // The kernel moves its cached entry, keeping the time it got
+                // in the old directory; one in a directory not everybody may
+                // search must not stay (entry_ttl_in).
+                if !p.tun.kernel_checks && p.entry_ttl_in(&tdvp).is_zero() {
+                    p.invalidate_later(newparent.0, vec![name_bytes(newname).to_vec()]);
+                }
+                Ok(())
             },
         );
         P2k::reply_empty(reply, r);
@@ -792,7 +897,8 @@ impl Filesystem for P2kFs {
                 let vn = p.node(ino)?;
                 let tdvp = p.node(newparent)?;
                 tdvp.link(&vn, name_bytes(newname), &P2k::cred(req))?;
-                p.entry_of(vn)
+                let (a, g) = p.entry_of(vn)?;
+                Ok((a, g, p.entry_ttl_in(&tdvp)))
             },
         );
         p.reply_entry(reply, r);
@@ -867,13 +973,11 @@ impl Filesystem for P2kFs {
                 };
                 p.remember(vn.clone());
                 let fh = p.new_handle(vn, flags, cred);
-                Ok((attr, Generation(u64::from(va.gen)), fh))
+                Ok((attr, Generation(u64::from(va.gen)), fh, p.entry_ttl_in(&dvp)))
             },
         );
         match r {
-            Ok((attr, gen, fh)) => {
-                reply.created(&p.tun.entry_ttl, &attr, gen, fh, fopen_flags(flags))
-            }
+            Ok((attr, gen, fh, ttl)) => reply.created(&ttl, &attr, gen, fh, fopen_flags(flags)),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -1095,6 +1199,7 @@ impl Filesystem for P2kFs {
                     true
                 })?;
                 let cred = P2k::cred(req);
+                let ttl = p.entry_ttl_in(&dvp);
                 for (name, ino, vtype, next) in batch {
                     if name == b"." || name == b".." {
                         // The kernel does not count lookups for these.
@@ -1128,7 +1233,7 @@ impl Filesystem for P2kFs {
                         INodeNo(id),
                         next,
                         OsStr::from_bytes(&name),
-                        &p.tun.entry_ttl,
+                        &ttl,
                         &a,
                         Generation(u64::from(va.gen)),
                     ) {

@@ -41,19 +41,27 @@
 //! # Credentials and permissions
 //!
 //! Each request runs with a [`Cred`](rumpkern::Cred) made of the caller's
-//! uid/gid and its supplementary groups (from `/proc/<pid>/status`), and
-//! rumpkern's vnode wrappers check it on every operation. The mount is made
-//! *with* `default_permissions` all the same (see
-//! [`P2kOptions::default_permissions`]): without it the FUSE kernel module
-//! never checks search permission on directories itself and relies on the
-//! server's `lookup`, but a cached dentry skips `lookup`, so any user could
-//! reach a file inside a `0700` directory whose entry root had looked up a
-//! moment before. With it the kernel checks every path component with the
-//! cached attributes (which it keeps exact, since every change goes through
-//! it), and rumpkern checks again with the request's credentials: the more
-//! restrictive answer wins. Writes through a handle run with the opener's
+//! uid/gid and its supplementary groups (from `/proc/<pid>/status`, read
+//! only when a check needs them), and rumpkern's vnode wrappers check it on
+//! every operation. Writes through a handle run with the opener's
 //! credential (NetBSD's `f_cred`). `allow_other` (default when the server
 //! runs as root) lets every user reach the mount; the checks then decide.
+//!
+//! Read-write mounts are made *without* `default_permissions`: rumpkern's
+//! checks are the only ones, which saves a round trip per created or
+//! removed file (the kernel invalidates the directory's attributes on every
+//! change and, with `default_permissions`, fetches them again before the
+//! next path walk through it: cp -R into an image made 5 requests per file
+//! instead of 4). The FUSE kernel module then checks no search permission on
+//! a path it has cached, so p2k never lets it cache a name in a directory
+//! that not everybody may search (entry time 0 there: every walk through
+//! it is a LOOKUP, checked with the caller's credential); when a directory
+//! stops being searchable by everybody (chmod) or a file is renamed into
+//! such a directory, the names the kernel may hold are invalidated just
+//! after the reply (the kernel holds the directory's lock until then).
+//! Read-only mounts keep `default_permissions`: the kernel's checks let it
+//! open files without asking (see below). `-o default_permissions` /
+//! `nodefault_permissions` choose explicitly.
 //!
 //! # Threads
 //!
@@ -160,11 +168,12 @@ pub struct P2kOptions {
     pub subtype: Option<String>,
     /// Mount read-only (the rumpkern mount is also turned read-only).
     pub ro: bool,
-    /// Let the kernel check permissions too (`default_permissions`; default
-    /// on). Turning it off leaves every check to rumpkern, which the kernel
-    /// bypasses for cached dentries (see the crate doc): only for
-    /// single-user mounts or for comparing the two checkers.
-    pub default_permissions: bool,
+    /// Let the kernel check permissions too (`default_permissions`).
+    /// `None` (the default): on for read-only mounts (their opens are then
+    /// stateless, see the crate doc), off for read-write ones, where
+    /// rumpkern's checks are the only ones and p2k keeps the kernel from
+    /// caching names it would let through unchecked (see the crate doc).
+    pub default_permissions: Option<bool>,
 }
 
 impl Default for P2kOptions {
@@ -179,7 +188,7 @@ impl Default for P2kOptions {
             fsname: None,
             subtype: None,
             ro: false,
-            default_permissions: true,
+            default_permissions: None,
         }
     }
 }
@@ -301,11 +310,13 @@ impl P2kServer {
             DEFAULT_TIMEOUT
         };
         let attr_ttl = opts.attr_timeout.unwrap_or(deflt);
+        let kernel_checks = opts.default_permissions.unwrap_or(ro);
         let tun = Tunables {
             attr_ttl,
             entry_ttl: opts.entry_timeout.unwrap_or(attr_ttl),
             debug: opts.debug,
-            ro_kernel_checked: ro && opts.default_permissions,
+            ro_kernel_checked: ro && kernel_checks,
+            kernel_checks,
         };
         let state = Arc::new(P2k::new(mount.clone(), tun).map_err(to_io)?);
 
@@ -333,7 +344,7 @@ impl P2kServer {
                 subtype: &subtype,
                 ro,
                 allow_other: opts.allow_other,
-                default_permissions: opts.default_permissions,
+                default_permissions: kernel_checks,
             };
             let (dev, devno) = kmount::mount_direct(&mountpoint, &dm)?;
             match Session::from_fd(P2kFs(state.clone()), dev.into(), acl, config.clone()) {
@@ -351,7 +362,7 @@ impl P2kServer {
                 MountOption::NoDev,
                 MountOption::NoSuid,
             ];
-            if opts.default_permissions {
+            if kernel_checks {
                 mo.push(MountOption::DefaultPermissions);
             }
             config.mount_options = mo;
@@ -359,6 +370,7 @@ impl P2kServer {
             let u = s.unmount_callable();
             (s, How::Fuser(Some(u)))
         };
+        state.set_notifier(session.notifier());
         let unmounter = Unmounter {
             how: Arc::new(Mutex::new(how)),
             mountpoint,
