@@ -973,7 +973,12 @@ impl Filesystem for P2kFs {
                 };
                 p.remember(vn.clone());
                 let fh = p.new_handle(vn, flags, cred);
-                Ok((attr, Generation(u64::from(va.gen)), fh, p.entry_ttl_in(&dvp)))
+                Ok((
+                    attr,
+                    Generation(u64::from(va.gen)),
+                    fh,
+                    p.entry_ttl_in(&dvp),
+                ))
             },
         );
         match r {
