@@ -639,3 +639,32 @@ fn what_fat_cannot_store_gives_eperm() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// Read-write mounts leave permission checks to rumpkern unless the root
+/// directory is closed to some users (dmask=077: every directory is), where
+/// the kernel checks too so that it can cache names; either way a user the
+/// masks shut out stays out, even of names root has just used.
+#[test]
+fn permission_checks_follow_the_masks() {
+    let sc = Scratch::new("fatperm");
+    let tree = sc.path("tree");
+    fs::create_dir_all(tree.join("d")).unwrap();
+    fs::write(tree.join("d/f"), b"secret").unwrap();
+    let img = sc.path("img");
+    fat_image(&img, 16, 32, &tree);
+    for (opts, kernel_checks) in [("rw", false), ("dmask=077,fmask=177", true)] {
+        let mut g = MountGuard::server_fg(&format!("fatperm{kernel_checks}"), "rump_msdos", &["-o", opts], &img);
+        let line = mount_line(&g.mp).unwrap();
+        assert_eq!(line.contains("default_permissions"), kernel_checks, "{opts}: {line}");
+        assert_eq!(fs::read(g.path("d/f")).unwrap(), b"secret");
+        let o = as_nobody(&format!("cat {}/d/f", g.mp.display()));
+        if kernel_checks {
+            assert!(!o.status.success(), "{opts}: nobody read d/f");
+            assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
+        } else {
+            assert_eq!(String::from_utf8_lossy(&o.stdout), "secret", "{opts}");
+        }
+        assert_eq!(g.unmount_wait().map(|s| s.success()), Some(true));
+    }
+    fsck_clean(&img);
+}

@@ -60,7 +60,9 @@
 //! such a directory, the names the kernel may hold are invalidated just
 //! after the reply (the kernel holds the directory's lock until then).
 //! Read-only mounts keep `default_permissions`: the kernel's checks let it
-//! open files without asking (see below). `-o default_permissions` /
+//! open files without asking (see below). So do mounts whose root directory
+//! not everybody may search (FAT with `dmask=077`: there every directory is
+//! like the root, and no name could be cached). `-o default_permissions` /
 //! `nodefault_permissions` choose explicitly.
 //!
 //! # Threads
@@ -170,7 +172,8 @@ pub struct P2kOptions {
     pub ro: bool,
     /// Let the kernel check permissions too (`default_permissions`).
     /// `None` (the default): on for read-only mounts (their opens are then
-    /// stateless, see the crate doc), off for read-write ones, where
+    /// stateless, see the crate doc) and for mounts whose root directory not
+    /// everybody may search, off for other read-write ones, where
     /// rumpkern's checks are the only ones and p2k keeps the kernel from
     /// caching names it would let through unchecked (see the crate doc).
     pub default_permissions: Option<bool>,
@@ -310,7 +313,16 @@ impl P2kServer {
             DEFAULT_TIMEOUT
         };
         let attr_ttl = opts.attr_timeout.unwrap_or(deflt);
-        let kernel_checks = opts.default_permissions.unwrap_or(ro);
+        // Without kernel checks p2k lets the kernel cache names only in
+        // directories everybody may search (fs::P2k::entry_ttl_in). Where
+        // the root is not such a directory (FAT with dmask=077, say, where
+        // every directory has the root's mode) that would cache nothing, so
+        // the kernel checks permissions and caches as usual instead.
+        let root_open = mount
+            .root()
+            .and_then(|r| r.getattr())
+            .is_ok_and(|va| va.mode & 0o111 == 0o111);
+        let kernel_checks = opts.default_permissions.unwrap_or(ro || !root_open);
         let tun = Tunables {
             attr_ttl,
             entry_ttl: opts.entry_timeout.unwrap_or(attr_ttl),
