@@ -187,19 +187,11 @@ fn statvfs_matches_kernel() {
         let mp = mount_img(&img, "ro").unwrap();
         let ours = mp.statvfs().unwrap();
         mp.unmount(false).unwrap();
-        let mnt = t.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        assert!(std::process::Command::new("mount")
-            .args(["-t", "ext2", "-o", "loop,ro"])
-            .arg(&img)
-            .arg(&mnt)
-            .status()
-            .unwrap()
-            .success());
+        let g = kernel_mount_ro(t.path(), &img);
         let out = run(std::process::Command::new("stat")
             .args(["-f", "-c", "%S %b %f %a %c %d"])
-            .arg(&mnt));
-        let _ = std::process::Command::new("umount").arg(&mnt).status();
+            .arg(&g.0));
+        drop(g);
         let k: Vec<u64> = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .map(|x| x.parse().unwrap())

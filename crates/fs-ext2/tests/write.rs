@@ -201,15 +201,6 @@ impl Both {
     }
 }
 
-/// Unmounts a kernel mount when dropped (also on test failure).
-struct KernelMount(PathBuf);
-
-impl Drop for KernelMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn workload(b: &Both, bs: u32) {
     b.mkdir("a");
     b.mkdir("a/b");
@@ -354,16 +345,8 @@ fn run_case(bs: u32, with_tree: bool, opts: &str, mk: &[&str]) {
     drop(root);
     mp.unmount(false).unwrap();
     // Judge 3: the kernel.
-    let mnt = t.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-o", "loop,ro"])
-        .arg(&img)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "kernel loop mount failed");
-    let _g = KernelMount(mnt.clone());
+    let g = kernel_mount_ro(t.path(), &img);
+    let mnt = g.0.clone();
     let _ = std::fs::remove_dir(mnt.join("lost+found"));
     compare_host_trees(&host, &mnt);
     assert_eq!(
@@ -486,16 +469,8 @@ fn large_file_over_4gib() {
         drop(f);
         mp.unmount(false).unwrap();
         // The kernel agrees on size and content.
-        let mnt = t.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        assert!(Command::new("mount")
-            .args(["-t", "ext2", "-o", "loop,ro"])
-            .arg(&img)
-            .arg(&mnt)
-            .status()
-            .unwrap()
-            .success());
-        let _g = KernelMount(mnt.clone());
+        let g = kernel_mount_ro(t.path(), &img);
+        let mnt = g.0.clone();
         let md = std::fs::metadata(mnt.join("huge")).unwrap();
         assert_eq!(md.len(), off + 12);
         use std::os::unix::fs::FileExt;
@@ -582,16 +557,8 @@ fn direct_writes_over_freed_dirty_blocks() {
             assert!(read_all(&v) == *data, "{} (bs {bs}) differs after remount", String::from_utf8_lossy(name));
         }
         mp.unmount(false).unwrap();
-        let mnt = t.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        assert!(Command::new("mount")
-            .args(["-t", "ext2", "-o", "loop,ro"])
-            .arg(&img)
-            .arg(&mnt)
-            .status()
-            .unwrap()
-            .success());
-        let _g = KernelMount(mnt.clone());
+        let g = kernel_mount_ro(t.path(), &img);
+        let mnt = g.0.clone();
         for (name, data) in &want {
             let got = std::fs::read(mnt.join(String::from_utf8_lossy(name).as_ref())).unwrap();
             assert!(got == *data, "kernel reads another {}", String::from_utf8_lossy(name));

@@ -1630,8 +1630,8 @@ mod tests {
         assert!(dev.flushes.load(Ordering::SeqCst) >= 1, "sync(wait) flushes the device");
     }
 
-    #[test]
-    fn binval_discards_without_writing() {
+    /// A cache over a 1 MiB device with blocks 0..4 dirty, never written.
+    fn four_dirty_blocks() -> (Arc<MemDev>, Arc<BufCache>) {
         let dev = MemDev::new(1 << 20);
         let c = cache(&dev, 64 * K4);
         for i in 0..4u64 {
@@ -1639,6 +1639,12 @@ mod tests {
             b.data_mut().fill(0xcc);
             b.bdwrite();
         }
+        (dev, c)
+    }
+
+    #[test]
+    fn binval_discards_without_writing() {
+        let (dev, c) = four_dirty_blocks();
         c.binval(0);
         let held = c.bread(K4 as u64, K4).unwrap();
         c.invalidate_range(K4 as u64, 2 * K4 as u64); // blocks 1 (held) and 2
@@ -1654,13 +1660,7 @@ mod tests {
 
     #[test]
     fn purge_range_waits_for_holders_and_drops_dirty() {
-        let dev = MemDev::new(1 << 20);
-        let c = cache(&dev, 64 * K4);
-        for i in 0..4u64 {
-            let mut b = c.getblk(i * K4 as u64, K4).unwrap();
-            b.data_mut().fill(0xcc);
-            b.bdwrite();
-        }
+        let (dev, c) = four_dirty_blocks();
         // Another thread holds block 2 for a while, then writes it.
         let held = c.bread(2 * K4 as u64, K4).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

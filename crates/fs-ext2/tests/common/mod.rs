@@ -464,3 +464,28 @@ pub fn e2fsck(img: &Path) -> (i32, String) {
         ),
     )
 }
+
+/// A kernel mount, unmounted when dropped (also when a test fails).
+pub struct KernelMount(pub PathBuf);
+
+impl Drop for KernelMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mount `img` read-only with the kernel's ext2 driver (a loop device) on a
+/// new directory `mnt` under `dir`.
+pub fn kernel_mount_ro(dir: &Path, img: &Path) -> KernelMount {
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "ext2", "-o", "loop,ro"])
+        .arg(img)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "kernel loop mount of {} failed", img.display());
+    KernelMount(mnt)
+}
+
