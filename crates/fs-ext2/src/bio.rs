@@ -243,7 +243,7 @@ impl Bio {
     pub fn write_direct(&self, bno: u64, data: &[&[u8]]) -> KResult<()> {
         let len: usize = data.iter().map(|d| d.len()).sum();
         let bs = self.bsize as usize;
-        if len == 0 || len % bs != 0 {
+        if len == 0 || !len.is_multiple_of(bs) {
             return Err(Errno::EINVAL);
         }
         let count = (len / bs) as u64;
