@@ -1055,13 +1055,31 @@ impl Drop for File<'_> {
 const READDIR_BATCH: usize = 128;
 
 /// Iterator over a directory's entries ([`Ukfs::read_dir`]); yields an error
-/// at most once, then ends.
+/// at most once, then ends. It borrows the [`Ukfs`], so it cannot outlive an
+/// unmount:
+///
+/// ```compile_fail
+/// # use rumpkern::{MountArgs, Errno};
+/// # rumpkern::vfs::register(&fs_tmpfs::TMPFS);
+/// let fs = ukfs::Ukfs::mount("tmpfs", None, &MountArgs::default())?;
+/// let entries = fs.read_dir("/")?;
+/// fs.unmount()?; // error: `fs` is borrowed until `entries` is dropped
+/// # Ok::<(), Errno>(())
+/// ```
 pub struct ReadDir<'a> {
     vp: VnodeRef,
     cookie: u64,
     buf: VecDeque<DirEnt>,
     done: bool,
     _fs: PhantomData<&'a Ukfs>,
+}
+
+// A Drop impl (empty: the vnode reference drops itself) makes the borrow
+// checker hold the `Ukfs` borrow until a `ReadDir` is dropped, not just until
+// its last use, so one cannot outlive `Ukfs::unmount` (its vnode would
+// keep the mount busy).
+impl Drop for ReadDir<'_> {
+    fn drop(&mut self) {}
 }
 
 impl ReadDir<'_> {
