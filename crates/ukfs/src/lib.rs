@@ -112,6 +112,21 @@ impl std::fmt::Debug for Ukfs {
 }
 
 /// Path argument: anything that is bytes.
+/// The `SetAttr` of a chmod.
+fn mode_attr(mode: u32) -> SetAttr {
+    SetAttr { mode: Some(mode), ..Default::default() }
+}
+
+/// The `SetAttr` of a chown (`None` leaves that id).
+fn owner_attr(uid: Option<u32>, gid: Option<u32>) -> SetAttr {
+    SetAttr { uid, gid, ..Default::default() }
+}
+
+/// The `SetAttr` of a utimes (`None` leaves that time).
+fn times_attr(atime: Option<SetTime>, mtime: Option<SetTime>) -> SetAttr {
+    SetAttr { atime, mtime, ..Default::default() }
+}
+
 fn pb<P: AsRef<[u8]> + ?Sized>(p: &P) -> &[u8] {
     p.as_ref()
 }
@@ -487,14 +502,7 @@ impl Ukfs {
     /// Change the permission bits (and setuid/setgid/sticky) of `path`.
     /// Errors: EPERM (not the owner), EROFS, as namei.
     pub fn chmod<P: AsRef<[u8]> + ?Sized>(&self, path: &P, mode: u32) -> KResult<()> {
-        self.setattr(
-            pb(path),
-            true,
-            SetAttr {
-                mode: Some(mode),
-                ..Default::default()
-            },
-        )
+        self.setattr(pb(path), true, mode_attr(mode))
     }
 
     /// Change owner and/or group of `path` (`None` leaves it), following a
@@ -505,15 +513,7 @@ impl Ukfs {
         uid: Option<u32>,
         gid: Option<u32>,
     ) -> KResult<()> {
-        self.setattr(
-            pb(path),
-            true,
-            SetAttr {
-                uid,
-                gid,
-                ..Default::default()
-            },
-        )
+        self.setattr(pb(path), true, owner_attr(uid, gid))
     }
 
     /// As [`Ukfs::chown`] on a final symlink itself.
@@ -523,15 +523,7 @@ impl Ukfs {
         uid: Option<u32>,
         gid: Option<u32>,
     ) -> KResult<()> {
-        self.setattr(
-            pb(path),
-            false,
-            SetAttr {
-                uid,
-                gid,
-                ..Default::default()
-            },
-        )
+        self.setattr(pb(path), false, owner_attr(uid, gid))
     }
 
     /// Set access and/or modification time of `path` (`None` leaves it;
@@ -544,15 +536,7 @@ impl Ukfs {
         atime: Option<SetTime>,
         mtime: Option<SetTime>,
     ) -> KResult<()> {
-        self.setattr(
-            pb(path),
-            true,
-            SetAttr {
-                atime,
-                mtime,
-                ..Default::default()
-            },
-        )
+        self.setattr(pb(path), true, times_attr(atime, mtime))
     }
 
     /// Set the size of the regular file `path` (shrink or extend with
@@ -1270,11 +1254,7 @@ impl<'a> Dir<'a> {
 
     /// As [`Ukfs::chmod`] (fchmodat).
     pub fn chmod<P: AsRef<[u8]> + ?Sized>(&self, path: &P, mode: u32) -> KResult<()> {
-        let sa = SetAttr {
-            mode: Some(mode),
-            ..Default::default()
-        };
-        self.fs.setattr_in(self.base(), pb(path), true, sa)
+        self.fs.setattr_in(self.base(), pb(path), true, mode_attr(mode))
     }
 
     /// As [`Ukfs::lchown`] (fchownat with AT_SYMLINK_NOFOLLOW).
@@ -1284,12 +1264,7 @@ impl<'a> Dir<'a> {
         uid: Option<u32>,
         gid: Option<u32>,
     ) -> KResult<()> {
-        let sa = SetAttr {
-            uid,
-            gid,
-            ..Default::default()
-        };
-        self.fs.setattr_in(self.base(), pb(path), false, sa)
+        self.fs.setattr_in(self.base(), pb(path), false, owner_attr(uid, gid))
     }
 
     /// As [`Ukfs::utimes`] (utimensat).
@@ -1299,11 +1274,6 @@ impl<'a> Dir<'a> {
         atime: Option<SetTime>,
         mtime: Option<SetTime>,
     ) -> KResult<()> {
-        let sa = SetAttr {
-            atime,
-            mtime,
-            ..Default::default()
-        };
-        self.fs.setattr_in(self.base(), pb(path), true, sa)
+        self.fs.setattr_in(self.base(), pb(path), true, times_attr(atime, mtime))
     }
 }
