@@ -565,3 +565,37 @@ fn direct_writes_over_freed_dirty_blocks() {
         }
     }
 }
+
+/// The direct path itself: a 4 MiB write past the end of a file reaches the
+/// device during the write (a few requests of up to 1 MiB), while a small
+/// write stays in the cache until sync (delayed).
+#[test]
+fn large_writes_past_eof_reach_the_device_at_once() {
+    use rumpkern::dev::BlockDevice;
+    use rumpkern::FsType;
+    use rumpuser::{FaultDevice, MemDevice};
+    let t = TempDir::new("directdev");
+    let img = t.path().join("img");
+    mkimage(&img, None, 32 * 1024, 4096, &[]);
+    let fault = Arc::new(FaultDevice::new(Arc::new(MemDevice::from_vec(
+        std::fs::read(&img).unwrap(),
+    ))));
+    let dev: Arc<dyn BlockDevice> = fault.clone();
+    let mp = fs_ext2::EXT2FS
+        .mount(Some(dev), &rumpkern::MountArgs::parse("rw"))
+        .unwrap();
+    let c = Cred::root();
+    let root = mp.root().unwrap();
+    let small = root.create(b"small", 0o644, &c).unwrap();
+    let big = root.create(b"big", 0o644, &c).unwrap();
+    fault.reset_counters();
+    small.write(&pattern(3000, 1), 0, 0, &c).unwrap();
+    assert_eq!(fault.writes(), 0, "a small write went to the device at once");
+    let data = pattern(4 << 20, 2);
+    assert_eq!(big.write(&data, 0, 0, &c).unwrap(), data.len());
+    let w = fault.writes();
+    assert!((4..=16).contains(&w), "4 MiB past EOF took {w} device writes during write()");
+    assert!(read_all(&big) == data);
+    drop((small, big, root));
+    mp.unmount(false).unwrap();
+}
