@@ -241,17 +241,15 @@ pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32
     } else {
         geo.ino_group(parent).min(geo.groups - 1)
     };
-    // Candidate order: preferred, quadratic rehash, then linear.
-    let mut order = vec![pref];
-    let mut i = 1u64;
-    let mut g = pref as u64;
-    while i < geo.groups as u64 {
-        g = (g + i) % geo.groups as u64;
-        order.push(g as u32);
-        i *= 2;
-    }
-    order.extend((0..geo.groups).map(|k| (pref + 1 + k) % geo.groups));
-    for g in order {
+    // Candidate order: preferred, quadratic rehash, then linear (computed
+    // as it goes: no allocation per create).
+    let groups = geo.groups as u64;
+    let rehash = std::iter::successors(Some((pref as u64, 1u64)), |&(g, i)| {
+        (i < groups).then(|| ((g + i) % groups, i * 2))
+    })
+    .map(|(g, _)| g as u32);
+    let linear = (0..geo.groups).map(|k| (pref + 1 + k) % geo.groups);
+    for g in rehash.chain(linear) {
         let Some(d) = m.gds.get(g as usize) else {
             continue;
         };
@@ -259,25 +257,36 @@ pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32
             continue;
         }
         let (ibno, nfree) = (d.inode_bitmap, d.free_inodes);
-        let mut bm = fs.bio.bread(ibno)?;
         let start = if g == 0 { geo.first_ino - 1 } else { 0 };
-        let Some(mut bit) = find_zero(&bm, start, geo.inodes_per_group) else {
-            drop(m);
-            return Err(fs.corrupt(format_args!(
-                "group {g}: bg_free_inodes_count {nfree} but the inode bitmap is full"
-            )));
-        };
-        if g == 0 && bit < geo.first_ino - 1 {
-            // Wrapped into the reserved inodes: look past them only.
-            match find_zero(&bm, geo.first_ino - 1, geo.inodes_per_group)
-                .filter(|b| *b >= geo.first_ino - 1)
-            {
-                Some(b) => bit = b,
-                None => continue,
+        // In place in the cached bitmap block (no copy per allocation).
+        let found = fs.bio.update(ibno, false, false, |bm| {
+            let Some(mut bit) = find_zero(bm, start, geo.inodes_per_group) else {
+                return (Ok(Err(())), false);
+            };
+            if g == 0 && bit < geo.first_ino - 1 {
+                // Wrapped into the reserved inodes: look past them only.
+                match find_zero(bm, geo.first_ino - 1, geo.inodes_per_group)
+                    .filter(|b| *b >= geo.first_ino - 1)
+                {
+                    Some(b) => bit = b,
+                    None => return (Ok(Ok(None)), false),
+                }
             }
-        }
-        set_bit(&mut bm, bit)?;
-        fs.bio.bdwrite(ibno, &bm)?;
+            match set_bit(bm, bit) {
+                Ok(_) => (Ok(Ok(Some(bit))), true),
+                Err(e) => (Err(e), false),
+            }
+        })?;
+        let bit = match found? {
+            Err(()) => {
+                drop(m);
+                return Err(fs.corrupt(format_args!(
+                    "group {g}: bg_free_inodes_count {nfree} but the inode bitmap is full"
+                )));
+            }
+            Ok(None) => continue,
+            Ok(Some(bit)) => bit,
+        };
         if let Some(d) = m.gds.get_mut(g as usize) {
             d.free_inodes -= 1;
             if is_dir {
