@@ -9,6 +9,7 @@
 //! | `attr_timeout=S`, `entry_timeout=S` | kernel cache timeouts in seconds (default 1, 30 when read-only) |
 //! | `default_permissions` / `nodefault_permissions` | kernel permission checks on top of rumpkern's (default: on read-only, off read-write; see p2k's crate doc) |
 //! | `threads=N` | FUSE worker threads (1..=64) |
+//! | `writebehind` / `nowritebehind` | answer writes on write-only files before doing them where the file system allows it, as a page cache does (default: on; ENOSPC and EFBIG are still reported by write(); see p2k's `wb` module) |
 //! | `fsname=NAME`, `subtype=NAME` | what /proc/mounts shows |
 //! | `defaults`, `auto`, `noauto`, `user`, `nouser`, `users`, `_netdev`, `nofail`, `rump`, `nosuid`, `nodev` | fstab words; accepted and ignored (the mount is always nosuid,nodev) |
 //!
@@ -63,6 +64,8 @@ pub fn split_options<S: AsRef<str>>(lists: &[S]) -> Result<ServerOptions, String
                 ("noallow_other", None) => o.p2k.allow_other = false,
                 ("default_permissions", None) => o.p2k.default_permissions = Some(true),
                 ("nodefault_permissions", None) => o.p2k.default_permissions = Some(false),
+                ("writebehind", None) => o.p2k.write_behind = true,
+                ("nowritebehind", None) => o.p2k.write_behind = false,
                 ("attr_timeout", Some(v)) => o.p2k.attr_timeout = Some(seconds(k, v)?),
                 ("entry_timeout", Some(v)) => o.p2k.entry_timeout = Some(seconds(k, v)?),
                 ("threads", Some(v)) => match v.parse::<usize>() {
@@ -84,7 +87,9 @@ pub fn split_options<S: AsRef<str>>(lists: &[S]) -> Result<ServerOptions, String
                     | "allow_other"
                     | "noallow_other"
                     | "default_permissions"
-                    | "nodefault_permissions",
+                    | "nodefault_permissions"
+                    | "writebehind"
+                    | "nowritebehind",
                     Some(_),
                 ) => return Err(format!("{opt}: option {k} takes no value")),
                 ("attr_timeout" | "entry_timeout" | "threads" | "fsname" | "subtype", _) => {
@@ -117,6 +122,10 @@ mod tests {
         assert_eq!(o.args.options.len(), 2);
         let o = split_options(&["noallow_other,rw"]).unwrap();
         assert!(!o.p2k.allow_other && !o.p2k.ro);
+        assert!(o.p2k.write_behind, "write-behind is on by default");
+        assert!(!split_options(&["nowritebehind"]).unwrap().p2k.write_behind);
+        assert!(split_options(&["nowritebehind,writebehind"]).unwrap().p2k.write_behind);
+        assert!(split_options(&["writebehind=1"]).is_err());
     }
 
     #[test]

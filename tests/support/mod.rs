@@ -292,17 +292,29 @@ impl MountGuard {
     /// Start `EXE -f [args] SPECIAL MP` (any rump server) as a child and
     /// wait (bounded) for the mount to appear.
     pub fn server_fg(tag: &str, exe: &str, args: &[&str], special: &Path) -> MountGuard {
+        MountGuard::spawn_fg(tag, exe, args, special, None)
+    }
+
+    /// [`MountGuard::server_fg`] with `RUST_LOG=info` and the server's
+    /// standard error written to `log`.
+    pub fn server_fg_logged(tag: &str, exe: &str, args: &[&str], special: &Path, log: &Path) -> MountGuard {
+        MountGuard::spawn_fg(tag, exe, args, special, Some(log))
+    }
+
+    fn spawn_fg(tag: &str, exe: &str, args: &[&str], special: &Path, log: Option<&Path>) -> MountGuard {
         let mut g = MountGuard::new(tag);
-        let child = Command::new(bin(exe))
-            .arg("-f")
-            .args(args)
-            .arg(special)
-            .arg(&g.mp)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
+        let mut cmd = Command::new(bin(exe));
+        cmd.arg("-f").args(args).arg(special).arg(&g.mp).stdin(Stdio::null()).stdout(Stdio::null());
+        match log {
+            Some(l) => {
+                let f = std::fs::File::create(l).unwrap_or_else(|e| panic!("{}: {e}", l.display()));
+                cmd.env("RUST_LOG", "info").stderr(Stdio::from(f));
+            }
+            None => {
+                cmd.stderr(Stdio::inherit());
+            }
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
         g.pid = Some(child.id() as i32);
         g.child = Some(child);
         let mp = g.mp.clone();

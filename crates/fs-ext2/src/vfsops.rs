@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use rumpkern::{Errno, KResult, Mount, StatVfs, VfsOps, VnodeRef};
+use rumpkern::{Errno, KResult, Mount, StatVfs, VfsOps, VnodeRef, WriteRoom};
 
-use crate::format::{NAME_LEN, ROOT_INO};
+use crate::format::{ro_compat, NAME_LEN, ROOT_INO};
+use crate::fs::lk;
 use crate::fs::Ext2Fs;
 use crate::vnops;
 
@@ -38,6 +39,36 @@ impl VfsOps for Ext2Vfs {
             namemax: NAME_LEN as u32,
             readonly: self.fs.rdonly,
             label: self.fs.superblock().label(),
+        })
+    }
+
+    /// A write to an open regular file fails only for space (blocks
+    /// outside root's reserve), size (the format's limit, 2 GiB without
+    /// large_file, which a revision 0 file system cannot turn on) or a
+    /// device error (and EPERM for a file made immutable or append-only
+    /// while open).
+    fn write_room(&self, _mp: &Mount) -> Option<WriteRoom> {
+        if self.fs.rdonly {
+            return None;
+        }
+        let g = &self.fs.geo;
+        let (free, reserved, large) = {
+            let m = lk(&self.fs.meta);
+            (
+                m.sb.free_blocks_count as u64,
+                m.sb.r_blocks_count as u64,
+                m.sb.feature_ro_compat & ro_compat::LARGE_FILE != 0,
+            )
+        };
+        let max = if large {
+            g.max_file_size
+        } else {
+            g.max_file_size.min(i32::MAX as u64)
+        };
+        Some(WriteRoom {
+            avail_bytes: free.saturating_sub(reserved).saturating_mul(g.block_size as u64),
+            unit: g.block_size,
+            max_file_size: max,
         })
     }
 

@@ -29,6 +29,7 @@ use rumpkern::{
 
 use crate::attr::{file_attr, file_type, set_time};
 use crate::cred::request_cred;
+use crate::wb::WriteBehind;
 
 /// The FUSE node id of the root directory.
 pub const ROOT_ID: u64 = 1;
@@ -85,6 +86,11 @@ pub(crate) struct Tunables {
     /// p2k keeps no dentry cached under a directory that someone may not
     /// search (see [`P2k::entry_ttl_in`]).
     pub kernel_checks: bool,
+    /// Answer writes on write-only handles before doing them (see
+    /// [`crate::wb`]).
+    pub write_behind: bool,
+    /// FUSE worker threads (write-behind's margin).
+    pub threads: usize,
 }
 
 /// The translator state, shared by every worker thread and kept by the
@@ -115,6 +121,8 @@ pub struct P2k {
     /// Sends cache invalidations to the kernel (set once the session
     /// exists).
     notifier: OnceLock<fuser::Notifier>,
+    /// Writes answered before they are done ([`crate::wb`]).
+    wb: WriteBehind,
 }
 
 impl fmt::Debug for P2k {
@@ -168,6 +176,7 @@ impl P2k {
             next_fh: AtomicU64::new(1),
             poisoned: Mutex::new(HashSet::new()),
             panics: AtomicU64::new(0),
+            wb: WriteBehind::new(tun.write_behind, tun.threads, MAX_WRITE),
             tun,
             stateless_open: AtomicBool::new(false),
             notifier: OnceLock::new(),
@@ -433,6 +442,20 @@ impl P2k {
         args: fmt::Arguments<'_>,
         f: impl FnOnce() -> KResult<T>,
     ) -> KResult<T> {
+        // Writes answered early to these nodes land first (crate::wb).
+        self.wb.wait_nodes(nodes);
+        self.guarded_now(kind, nodes, args, f)
+    }
+
+    /// [`P2k::guarded`] without waiting for outstanding writes: for the
+    /// outstanding write itself.
+    fn guarded_now<T>(
+        &self,
+        kind: &'static str,
+        nodes: &[u64],
+        args: fmt::Arguments<'_>,
+        f: impl FnOnce() -> KResult<T>,
+    ) -> KResult<T> {
         {
             let p = self.poisoned.lock();
             if !p.is_empty() && nodes.iter().any(|n| p.contains(n)) {
@@ -474,8 +497,11 @@ impl P2k {
 
     /// Attributes of `vn` as FUSE wants them.
     fn attr_of(&self, vn: &VnodeRef) -> KResult<(FileAttr, Vattr)> {
+        let id = self.nodeid_of(vn.ino());
+        // Sizes and times after the writes answered early (crate::wb).
+        self.wb.wait_node(id);
         let va = vn.getattr()?;
-        Ok((file_attr(&va, self.nodeid_of(vn.ino())), va))
+        Ok((file_attr(&va, id), va))
     }
 
     /// Hand `vn` to the kernel as a new entry: attributes, then one counted
@@ -616,6 +642,11 @@ impl Filesystem for P2kFs {
     }
 
     fn destroy(&mut self) {
+        self.0.wb.wait_all();
+        let (early, first) = self.0.wb.counts();
+        log::info!(
+            "write-behind: {early} writes answered before they were done, {first} done first"
+        );
         log::debug!("FUSE session ended ({:?})", self.0);
     }
 
@@ -684,6 +715,7 @@ impl Filesystem for P2kFs {
         reply: ReplyAttr,
     ) {
         let p = &self.0;
+        p.wb.admit(&p.mount, 0);
         let sa = SetAttr {
             mode: mode.map(|m| m & mode::ALLPERMS),
             uid,
@@ -739,6 +771,7 @@ impl Filesystem for P2kFs {
         reply: ReplyEntry,
     ) {
         let p = &self.0;
+        p.wb.admit(&p.mount, 0);
         let r = p.guarded(
             "mknod",
             &[parent.0],
@@ -769,6 +802,7 @@ impl Filesystem for P2kFs {
         reply: ReplyEntry,
     ) {
         let p = &self.0;
+        p.wb.admit(&p.mount, 0);
         let r = p.guarded(
             "mkdir",
             &[parent.0],
@@ -818,6 +852,7 @@ impl Filesystem for P2kFs {
         reply: ReplyEntry,
     ) {
         let p = &self.0;
+        p.wb.admit(&p.mount, 0);
         let r = p.guarded(
             "symlink",
             &[parent.0],
@@ -847,6 +882,7 @@ impl Filesystem for P2kFs {
         reply: ReplyEmpty,
     ) {
         let p = &self.0;
+        p.wb.admit(&p.mount, 0);
         let r = p.guarded(
             "rename",
             &[parent.0, newparent.0],
@@ -889,6 +925,7 @@ impl Filesystem for P2kFs {
         reply: ReplyEntry,
     ) {
         let p = &self.0;
+        p.wb.admit(&p.mount, 0);
         let r = p.guarded(
             "link",
             &[ino.0, newparent.0],
@@ -941,6 +978,7 @@ impl Filesystem for P2kFs {
         reply: ReplyCreate,
     ) {
         let p = &self.0;
+        p.wb.admit(&p.mount, 0);
         let r = p.guarded(
             "create",
             &[parent.0],
@@ -957,8 +995,10 @@ impl Filesystem for P2kFs {
                         vn
                     }
                     Err(e) if e == Errno::EEXIST && flags & oflags::O_EXCL == 0 => {
-                        // Lost a race with another creator: open what is there.
+                        // Lost a race with another creator: open what is there
+                        // (after its writes answered early: O_TRUNC comes last).
                         let vn = dvp.lookup(name_bytes(name), &cred)?;
+                        p.wb.wait_node(p.nodeid_of(vn.ino()));
                         vn.open(flags & !(oflags::O_CREAT | oflags::O_EXCL), &cred)?;
                         vn
                     }
@@ -1034,15 +1074,30 @@ impl Filesystem for P2kFs {
         reply: ReplyWrite,
     ) {
         let p = &self.0;
-        let r = p.guarded(
-            "write",
-            &[ino.0],
-            format_args!("{}, fh {}, off {offset}, size {}", ino.0, fh.0, data.len()),
-            || {
-                let (vn, flags, cred) = p.handle(fh)?;
+        let len = data.len();
+        let args = format_args!("{}, fh {}, off {offset}, size {len}", ino.0, fh.0);
+        p.wb.wait_node(ino.0);
+        if let Some(e) = p.wb.take_error(ino.0) {
+            return reply.error(ferr(e));
+        }
+        let (vn, flags, cred) = match p.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(ferr(e)),
+        };
+        if let Some(t) = p.wb.begin(&p.mount, ino.0, offset, data.len(), flags) {
+            // Answered now, done next (crate::wb).
+            reply.written(data.len() as u32);
+            let r = p.guarded_now("write", &[ino.0], args, || {
                 vn.write(data, offset, io_flags(flags), &cred)
-            },
-        );
+            });
+            p.wb.end(t, r, offset, data.len());
+            return;
+        }
+        p.wb.note_synchronous();
+        p.wb.admit(&p.mount, data.len() as u64 + MAX_WRITE as u64);
+        let r = p.guarded("write", &[ino.0], args, || {
+            vn.write(data, offset, io_flags(flags), &cred)
+        });
         match r {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(ferr(e)),
@@ -1079,6 +1134,8 @@ impl Filesystem for P2kFs {
         reply: ReplyEmpty,
     ) {
         let p = &self.0;
+        // Its writes land before the handle (and maybe the file) goes.
+        p.wb.wait_node(ino.0);
         // The handle goes even on a poisoned node: release is never retried.
         let r = p.guarded(
             "release",
@@ -1104,7 +1161,12 @@ impl Filesystem for P2kFs {
             format_args!("{}, fh {}, datasync {datasync}", ino.0, fh.0),
             || {
                 let vn = p.handle_vnode(ino, fh)?;
-                vn.fsync(datasync)
+                vn.fsync(datasync)?;
+                // A write answered early that failed (crate::wb).
+                match p.wb.take_error(ino.0) {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
             },
         );
         P2k::reply_empty(reply, r);
@@ -1227,12 +1289,14 @@ impl Filesystem for P2kFs {
                         // Gone since the listing, or unreadable: skip it.
                         Err(_) => continue,
                     };
+                    let id = p.nodeid_of(vn.ino());
+                    // Sizes after the writes answered early (crate::wb).
+                    p.wb.wait_node(id);
                     let va = match vn.getattr() {
                         Ok(va) => va,
                         Err(_) => continue,
                     };
                     let _ = vtype;
-                    let id = p.nodeid_of(vn.ino());
                     let a = file_attr(&va, id);
                     if reply.add(
                         INodeNo(id),
@@ -1296,6 +1360,8 @@ impl Filesystem for P2kFs {
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let p = &self.0;
+        // Free counts after every write answered early (crate::wb).
+        p.wb.wait_all();
         let r = p.guarded("statfs", &[], format_args!("{}", ino.0), || {
             p.mount.statvfs()
         });

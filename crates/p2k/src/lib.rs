@@ -122,6 +122,14 @@
 //!   written there, so no handle has to carry an opener's credential,
 //!   `O_TRUNC` or an unlinked file. `cp -R` out of an image goes from four
 //!   requests per file (open, read, flush, release) to one.
+//! * Writes on write-only handles are answered before the driver does them
+//!   (write-behind, module `wb`), where the file system says that only
+//!   space and size can fail them and there is room to spare: the writer
+//!   goes on while the server copies the data into the driver's cache.
+//!   ENOSPC and EFBIG still come from write() itself, every later request
+//!   naming the file waits for its writes, and device errors come back from
+//!   the next write or fsync, as the kernel's own write-back errors do.
+//!   `cp -R` of a 35,000-file tree into an ext2 image: 5-8% faster.
 //! * The kernel's write-back cache (`FUSE_WRITEBACK_CACHE`) is *not* asked
 //!   for: it batches large writes, but adds a `SETATTR` (the kernel writing
 //!   back mtime/ctime) to every written file, and the benchmarks showed no
@@ -131,6 +139,7 @@ pub mod attr;
 pub mod cred;
 pub mod fs;
 pub mod kmount;
+mod wb;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -177,6 +186,9 @@ pub struct P2kOptions {
     /// rumpkern's checks are the only ones and p2k keeps the kernel from
     /// caching names it would let through unchecked (see the crate doc).
     pub default_permissions: Option<bool>,
+    /// Answer writes on write-only handles before doing them, where the
+    /// file system allows it (see the crate doc). Default: on.
+    pub write_behind: bool,
 }
 
 impl Default for P2kOptions {
@@ -192,6 +204,7 @@ impl Default for P2kOptions {
             subtype: None,
             ro: false,
             default_permissions: None,
+            write_behind: true,
         }
     }
 }
@@ -323,12 +336,19 @@ impl P2kServer {
             .and_then(|r| r.getattr())
             .is_ok_and(|va| va.mode & 0o111 == 0o111);
         let kernel_checks = opts.default_permissions.unwrap_or(ro || !root_open);
+        let threads = if opts.threads == 0 {
+            default_threads()
+        } else {
+            opts.threads
+        };
         let tun = Tunables {
             attr_ttl,
             entry_ttl: opts.entry_timeout.unwrap_or(attr_ttl),
             debug: opts.debug,
             ro_kernel_checked: ro && kernel_checks,
             kernel_checks,
+            write_behind: opts.write_behind,
+            threads,
         };
         let state = Arc::new(P2k::new(mount.clone(), tun).map_err(to_io)?);
 
@@ -342,11 +362,7 @@ impl P2kServer {
         };
         let mut config = Config::default();
         config.acl = acl;
-        config.n_threads = Some(if opts.threads == 0 {
-            default_threads()
-        } else {
-            opts.threads
-        });
+        config.n_threads = Some(threads);
         config.clone_fd = true;
 
         // SAFETY: geteuid has no preconditions.

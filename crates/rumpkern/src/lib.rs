@@ -26,5 +26,5 @@ pub use lock::{KCondvar, KMutex, KRwLock, RW_READER, RW_WRITER};
 pub use errno::{Errno, KResult};
 pub use types::*;
 pub use uio::{Uio, UioRw};
-pub use vfs::{FsType, Mount, MountArgs, VfsOps};
+pub use vfs::{FsType, Mount, MountArgs, VfsOps, WriteRoom};
 pub use vnode::{DirFiller, Vnode, VnodeOps, VnodeRef};

@@ -38,6 +38,42 @@ pub trait VfsOps: Send + Sync + 'static {
     fn unmount(&self, mp: &Mount, force: bool) -> KResult<()> {
         Ok(())
     }
+
+    /// What a translator needs to answer a write before doing it
+    /// (write-behind, see p2k), or `None` (the default): every write is
+    /// done before it is answered. A file system says yes only if, short of
+    /// a device error, a write to an open regular file can fail only for
+    /// space ([`WriteRoom::avail_bytes`]) or size
+    /// ([`WriteRoom::max_file_size`]).
+    fn write_room(&self, mp: &Mount) -> Option<WriteRoom> {
+        None
+    }
+}
+
+/// Room for writes answered before they are done ([`VfsOps::write_room`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteRoom {
+    /// Bytes an unprivileged writer may still allocate, data and metadata
+    /// (root's reserve left out).
+    pub avail_bytes: u64,
+    /// Allocation unit (block or cluster) in bytes.
+    pub unit: u32,
+    /// Writes ending past this size may fail with `EFBIG`.
+    pub max_file_size: u64,
+}
+
+impl WriteRoom {
+    /// The most a write of `len` bytes at `off` can allocate on a file
+    /// system of block pointers: every unit it touches, one pointer block
+    /// per `unit / 4` of them and three more for the chain above.
+    pub fn worst_case(&self, off: u64, len: u64) -> u64 {
+        let unit = u64::from(self.unit.max(512));
+        let first = off / unit;
+        let last = off.saturating_add(len.max(1) - 1) / unit;
+        let units = last - first + 1;
+        let pointers = units / (unit / 4) + 3;
+        (units + pointers).saturating_mul(unit)
+    }
 }
 
 /// Generic mount flags and the file system's own options.
@@ -179,6 +215,15 @@ impl Mount {
     /// VFS_ROOT.
     pub fn root(self: &Arc<Self>) -> KResult<VnodeRef> {
         self.ops()?.root(self)
+    }
+
+    /// [`VfsOps::write_room`]; `None` as well on a read-only or failed
+    /// mount.
+    pub fn write_room(&self) -> Option<WriteRoom> {
+        if self.is_rdonly() || self.is_failed() {
+            return None;
+        }
+        self.ops().ok()?.write_room(self)
     }
 
     /// VFS_STATVFS; `fsid` and `readonly` are filled in here.
