@@ -344,19 +344,29 @@ impl Ext2Fs {
 
     /// Write inode `ino` back to the inode table, synchronously
     /// (read-modify-write of its table block under the metadata lock).
-    /// An update of it still held back, and whatever that depends on, is
-    /// made durable first (an ordering point).
+    ///
+    /// An inode that keeps links is published by this write, so whatever
+    /// makes it reachable must be durable first: when any update is held
+    /// back (this inode's own, or a new directory's on its path, which
+    /// cannot be told apart cheaply), every dirty block and then every
+    /// held-back inode are made durable before (two ordering points).
+    /// Without that, a hard link to a file in a new directory made the file
+    /// durable before the directory, and a cut in between left an inode no
+    /// entry named, which e2fsck -p does not repair. An inode with no links
+    /// left needs no order: e2fsck takes it as free whatever else landed.
     pub fn write_inode(&self, ino: u32, inode: &Inode) -> KResult<()> {
         if self.rdonly {
             return Err(Errno::EROFS);
         }
         let mut m = lk(&self.meta);
-        if m.pending.contains_key(&ino) {
+        if !m.pending.is_empty() && inode.links > 0 && !self.bio.is_async() {
             drop(m);
+            self.flush_pending()?;
             self.bio.barrier()?;
             m = lk(&self.meta);
-            m.pending.remove(&ino);
         }
+        // Superseded: this write carries everything the held-back one had.
+        m.pending.remove(&ino);
         self.put_inode_locked(&m, ino, inode, true)
     }
 

@@ -112,17 +112,76 @@ fn workload(mp: &Arc<rumpkern::Mount>, fault: &FaultDevice) -> Synced {
     synced
 }
 
+/// Removals and hard links after everything is durable: unlinks of
+/// single-link files (freed at once), of hard-linked ones (a count drops),
+/// of a file still open (freed at its last close), links, and new files
+/// that reuse the freed inodes and blocks. Returns the surviving files
+/// (all fsynced before the removals began).
+fn unlink_workload(mp: &Arc<rumpkern::Mount>, fault: &FaultDevice) -> Synced {
+    let c = cred();
+    let mut synced = Vec::new();
+    let Ok(root) = mp.root() else { return synced };
+    let Ok(d) = root.mkdir(b"dir", 0o755, &c) else {
+        return synced;
+    };
+    let mut files = Vec::new();
+    for i in 0..24u32 {
+        let name = format!("file{i}");
+        let data = pattern(2000 + i as usize * 3000, i);
+        let Ok(f) = d.create(name.as_bytes(), 0o644, &c) else { continue };
+        if f.write(&data, 0, 0, &c).is_err() {
+            continue;
+        }
+        if i % 4 == 1 {
+            let _ = d.link(&f, format!("link{i}").as_bytes(), &c);
+        }
+        files.push((name, data));
+    }
+    if mp.sync(true).is_err() {
+        return synced;
+    }
+    let at = fault.writes();
+    let held = d.lookup(b"file3", &c).ok();
+    for (i, (name, data)) in files.into_iter().enumerate() {
+        match i % 3 {
+            0 => {
+                let _ = d.remove(name.as_bytes(), &c);
+            }
+            1 => {
+                let _ = d.remove(format!("link{i}").as_bytes(), &c);
+                synced.push((name, data, at));
+            }
+            _ => synced.push((name, data, at)),
+        }
+        if i % 4 == 2 {
+            let _ = d
+                .create(format!("new{i}").as_bytes(), 0o644, &c)
+                .map(|f| f.write(&pattern(5000, 100 + i as u32), 0, 0, &c));
+            let _ = root.link(&d, format!("bad{i}").as_bytes(), &c); // EPERM: a directory
+        }
+    }
+    drop(held); // file3's last reference: freed now
+    let _ = d.create(b"last", 0o644, &c).map(|f| f.write(b"last", 0, 0, &c));
+    synced
+}
+
 #[test]
 fn power_cut_after_write_n() {
-    cuts(1024);
+    cuts(1024, workload);
 }
 
 #[test]
 fn power_cut_after_write_n_4k() {
-    cuts(4096);
+    cuts(4096, workload);
 }
 
-fn cuts(bs: u32) {
+#[test]
+fn power_cut_during_unlinks_and_links() {
+    cuts(1024, unlink_workload);
+    cuts(4096, unlink_workload);
+}
+
+fn cuts(bs: u32, workload: fn(&Arc<rumpkern::Mount>, &FaultDevice) -> Synced) {
     let t = TempDir::new("crash");
     let img = t.path().join("base");
     mkimage(&img, None, 16 * 1024, bs, &[]);
