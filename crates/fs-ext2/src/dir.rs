@@ -387,13 +387,16 @@ pub(crate) fn rename_in_place(
 
 /// Remove the entry `name` (which must point at `ino`): the space goes to
 /// the previous entry of its block, or the entry is marked unused when it
-/// is the first. Returns the removed entry's type. Errors: ENOENT, EIO.
+/// is the first. The block is written synchronously, or with `delayed` as
+/// a delayed write (for a removal that only has to come after changes
+/// already durable). Returns the removed entry's type. Errors: ENOENT, EIO.
 pub(crate) fn remove_entry(
     fs: &Ext2Fs,
     dino: u32,
     d: &Inode,
     name: &[u8],
     ino: u32,
+    delayed: bool,
     ix: &mut Option<DirIndex>,
 ) -> KResult<u8> {
     let r = (|| {
@@ -427,7 +430,11 @@ pub(crate) fn remove_entry(
                     put_dirent(&mut blk, off, &nh, fs.geo.filetype)?;
                 }
             }
-            fs.bio.bwrite(p, &blk)?;
+            if delayed {
+                fs.bio.bdwrite(p, &blk)?;
+            } else {
+                fs.bio.bwrite(p, &blk)?;
+            }
             if let Some(x) = ix.as_mut() {
                 x.names.remove(name);
                 x.set_free(lbn, block_free(fs, dino, &blk)?);

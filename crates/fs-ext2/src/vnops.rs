@@ -335,7 +335,11 @@ impl Ext2Node {
         let ea = i.file_acl;
         i.file_acl = 0;
         i.blocks = 0;
-        self.write(&i)?;
+        // Held back, not synchronous: the link count 0 is on the device
+        // already (written before the last entry went), and e2fsck takes
+        // an inode with no links as free, whatever its block pointers and
+        // dtime say; so the frees below may land first.
+        fs.write_inode_delayed(self.ino, &i)?;
         drop(i);
         let r1 = alloc::free_blocks(fs, &freed);
         let r2 = if ea != 0 {
@@ -539,11 +543,12 @@ impl Ext2Node {
     }
 
     /// Remove entry `name` (pointing at `ino`) from this directory, with
-    /// `dir_links` added to the directory's own link count.
-    fn unlink_entry(&self, name: &[u8], ino: u32, dir_links: i32) -> KResult<()> {
+    /// `dir_links` added to the directory's own link count; the directory
+    /// block is written synchronously unless `delayed`.
+    fn unlink_entry(&self, name: &[u8], ino: u32, dir_links: i32, delayed: bool) -> KResult<()> {
         let mut d = lk(&self.inner);
         self.dir_prepare(&mut d)?;
-        dir::remove_entry(&self.fs, self.ino, &d, name, ino, &mut lk(&self.dindex))?;
+        dir::remove_entry(&self.fs, self.ino, &d, name, ino, delayed, &mut lk(&self.dindex))?;
         let t = now();
         d.mtime = t;
         d.ctime = t;
@@ -758,6 +763,9 @@ impl VnodeOps for Ext2Node {
             }
             ftype_of_mode(i.ifmt())
         };
+        // The count goes up (synchronously) before the entry exists: a
+        // crash in between leaves a count one too high, which e2fsck -p
+        // fixes. So the entry's block only has to come later: delayed.
         n.adjust_links(1)?;
         let r = {
             let mut d = lk(&self.inner);
@@ -770,7 +778,7 @@ impl VnodeOps for Ext2Node {
                     n.ino,
                     ft,
                     true,
-                    false,
+                    true,
                     &mut lk(&self.dindex),
                 )
             });
@@ -800,9 +808,13 @@ impl VnodeOps for Ext2Node {
         }
         // The link count drops before the entry goes (a crash in between
         // leaves an entry naming an unlinked inode, which e2fsck -p clears;
-        // the other order would leave an unattached inode).
+        // the other order would leave an unattached inode). The count is
+        // written synchronously, so the entry's removal only has to come
+        // later: a delayed write. (Its inode number cannot be reused on the
+        // device first: a new inode is held back until every dirty block,
+        // this one included, is durable.)
         let r = n.adjust_links(-1).and_then(|_| {
-            self.unlink_entry(name, f.ino, 0).inspect_err(|_| {
+            self.unlink_entry(name, f.ino, 0, true).inspect_err(|_| {
                 let _ = n.adjust_links(1);
             })
         });
@@ -840,7 +852,7 @@ impl VnodeOps for Ext2Node {
                 n.write(&i)?;
                 saved
             };
-            self.unlink_entry(name, n.ino, -1).inspect_err(|_| {
+            self.unlink_entry(name, n.ino, -1, false).inspect_err(|_| {
                 let mut i = lk(&n.inner);
                 i.links = saved;
                 let _ = n.write(&i);
@@ -1017,7 +1029,7 @@ impl VnodeOps for Ext2Node {
                 return Err(e);
             }
             // 3. The old name goes.
-            fdir.unlink_entry(fname, src.ino, if moved { -1 } else { 0 })?;
+            fdir.unlink_entry(fname, src.ino, if moved { -1 } else { 0 }, false)?;
             // 4. Back to the right link count; a moved directory's "..".
             let mut i = lk(&snode.inner);
             i.links = i.links.saturating_sub(1);

@@ -599,3 +599,42 @@ fn large_writes_past_eof_reach_the_device_at_once() {
     drop((small, big, root));
     mp.unmount(false).unwrap();
 }
+
+/// Unlink and link write one block synchronously (the inode's link
+/// count) when nothing is held back; the directory block and a freed
+/// inode's last update follow as delayed writes (their order is argued in vnops.rs, and
+/// tests/crash.rs `power_cut_during_unlinks_and_links` checks it).
+#[test]
+fn unlink_and_link_write_one_block_synchronously() {
+    use rumpkern::dev::BlockDevice;
+    use rumpkern::FsType;
+    use rumpuser::{FaultDevice, MemDevice};
+    let t = TempDir::new("unlinkdev");
+    let img = t.path().join("img");
+    mkimage(&img, None, 8 * 1024, 1024, &[]);
+    let fault = Arc::new(FaultDevice::new(Arc::new(MemDevice::from_vec(
+        std::fs::read(&img).unwrap(),
+    ))));
+    let dev: Arc<dyn BlockDevice> = fault.clone();
+    let mp = fs_ext2::EXT2FS
+        .mount(Some(dev), &rumpkern::MountArgs::parse("rw"))
+        .unwrap();
+    let c = Cred::root();
+    let root = mp.root().unwrap();
+    for name in [&b"a"[..], b"b"] {
+        let f = root.create(name, 0o644, &c).unwrap();
+        f.write(&pattern(5000, 3), 0, 0, &c).unwrap();
+    }
+    mp.sync(true).unwrap();
+    fault.reset_counters();
+    root.remove(b"a", &c).unwrap();
+    assert_eq!(fault.writes(), 1, "device writes during unlink");
+    let b = root.lookup(b"b", &c).unwrap();
+    // (Held-back updates would be made durable first: see write_inode.)
+    mp.sync(true).unwrap();
+    fault.reset_counters();
+    root.link(&b, b"b2", &c).unwrap();
+    assert_eq!(fault.writes(), 1, "device writes during link");
+    drop((b, root));
+    mp.unmount(false).unwrap();
+}
