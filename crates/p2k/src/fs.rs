@@ -29,6 +29,9 @@ use rumpkern::{
 
 use crate::attr::{file_attr, file_type, set_time};
 use crate::cred::request_cred;
+use crate::reply::{
+    Caller, RAttr, RCreate, RData, RDir, RDirPlus, REmpty, REntry, ROpen, RStatfs, RWrite, RXattr,
+};
 use crate::wb::WriteBehind;
 
 /// The FUSE node id of the root directory.
@@ -491,7 +494,7 @@ impl P2k {
         r
     }
 
-    fn cred(req: &Request) -> Cred {
+    fn cred<Q: Caller>(req: &Q) -> Cred {
         request_cred(req.uid(), req.gid(), req.pid())
     }
 
@@ -514,21 +517,21 @@ impl P2k {
 
     /// Answer an entry request with the entry and the time the kernel may
     /// keep its name ([`P2k::entry_ttl_in`] of its directory).
-    fn reply_entry(&self, reply: ReplyEntry, r: KResult<(FileAttr, Generation, Duration)>) {
+    fn reply_entry<R: REntry>(&self, reply: R, r: KResult<(FileAttr, Generation, Duration)>) {
         match r {
             Ok((attr, gen, ttl)) => reply.entry_with_ttls(&self.tun.attr_ttl, &ttl, &attr, gen),
             Err(e) => reply.error(ferr(e)),
         }
     }
 
-    fn reply_empty(reply: ReplyEmpty, r: KResult<()>) {
+    fn reply_empty<R: REmpty>(reply: R, r: KResult<()>) {
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(ferr(e)),
         }
     }
 
-    fn reply_attr(&self, reply: ReplyAttr, r: KResult<FileAttr>) {
+    fn reply_attr<R: RAttr>(&self, reply: R, r: KResult<FileAttr>) {
         match r {
             Ok(a) => reply.attr(&self.tun.attr_ttl, &a),
             Err(e) => reply.error(ferr(e)),
@@ -594,63 +597,14 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl Filesystem for P2kFs {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let offered = config.capabilities();
-        let mut granted = Vec::new();
-        let mut refused = Vec::new();
-        for (flag, what) in WANTED {
-            if config.add_capabilities(*flag).is_ok() {
-                granted.push(*what);
-            } else {
-                refused.push(*what);
-            }
-        }
-        let max_write = match config.set_max_write(MAX_WRITE) {
-            Ok(_) => MAX_WRITE,
-            Err(m) => {
-                let _ = config.set_max_write(m);
-                m
-            }
-        };
-        // Ask for as much readahead as the kernel allows.
-        let readahead = match config.set_max_readahead(u32::MAX) {
-            Ok(_) => u32::MAX,
-            Err(m) => {
-                let _ = config.set_max_readahead(m);
-                m
-            }
-        };
-        let _ = config.set_max_background(MAX_BACKGROUND);
-        let stateless = self.0.tun.ro_kernel_checked
-            && offered.contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
-            && offered.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
-        self.0.stateless_open.store(stateless, Ordering::Relaxed);
-        if stateless {
-            granted.push("stateless opens (read-only, kernel-checked)");
-        }
-        log::info!(
-            "FUSE INIT: kernel ABI {:?}, kernel offers {:?}; p2k uses: {}; not offered: {}; max_write {} (kernel may cap to max_pages), max_readahead {}",
-            config.kernel_abi(),
-            offered,
-            granted.join(", "),
-            if refused.is_empty() { "none".to_string() } else { refused.join(", ") },
-            max_write,
-            readahead
-        );
-        Ok(())
-    }
-
-    fn destroy(&mut self) {
-        self.0.wb.wait_all();
-        let (early, first) = self.0.wb.counts();
-        log::info!(
-            "write-behind: {early} writes answered before they were done, {first} done first"
-        );
-        log::debug!("FUSE session ended ({:?})", self.0);
-    }
-
-    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+impl P2kFs {
+    pub(crate) fn do_lookup<Q: Caller, R: REntry>(
+        &self,
+        req: &Q,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: R,
+    ) {
         let p = &self.0;
         let r = p.guarded(
             "lookup",
@@ -680,14 +634,16 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.0.forget_node(ino.0, nlookup);
-    }
-
     // batch_forget: fuser 0.18 does not export `ForgetOne`, so the trait's
     // default (one `forget` call per node of the batch) is what runs.
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    pub(crate) fn do_getattr<Q: Caller, R: RAttr>(
+        &self,
+        _req: &Q,
+        ino: INodeNo,
+        _fh: Option<FileHandle>,
+        reply: R,
+    ) {
         let p = &self.0;
         let r = p.guarded("getattr", &[ino.0], format_args!("{}", ino.0), || {
             let vn = p.node(ino)?;
@@ -696,9 +652,9 @@ impl Filesystem for P2kFs {
         p.reply_attr(reply, r);
     }
 
-    fn setattr(
+    pub(crate) fn do_setattr<Q: Caller, R: RAttr>(
         &self,
-        req: &Request,
+        req: &Q,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -712,7 +668,7 @@ impl Filesystem for P2kFs {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<BsdFileFlags>,
-        reply: ReplyAttr,
+        reply: R,
     ) {
         let p = &self.0;
         p.wb.admit(&p.mount, 0);
@@ -749,7 +705,7 @@ impl Filesystem for P2kFs {
         p.reply_attr(reply, r);
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+    pub(crate) fn do_readlink<Q: Caller, R: RData>(&self, _req: &Q, ino: INodeNo, reply: R) {
         let p = &self.0;
         let r = p.guarded("readlink", &[ino.0], format_args!("{}", ino.0), || {
             p.node(ino)?.readlink()
@@ -760,15 +716,15 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn mknod(
+    pub(crate) fn do_mknod<Q: Caller, R: REntry>(
         &self,
-        req: &Request,
+        req: &Q,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         rdev: u32,
-        reply: ReplyEntry,
+        reply: R,
     ) {
         let p = &self.0;
         p.wb.admit(&p.mount, 0);
@@ -792,14 +748,14 @@ impl Filesystem for P2kFs {
         p.reply_entry(reply, r);
     }
 
-    fn mkdir(
+    pub(crate) fn do_mkdir<Q: Caller, R: REntry>(
         &self,
-        req: &Request,
+        req: &Q,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
-        reply: ReplyEntry,
+        reply: R,
     ) {
         let p = &self.0;
         p.wb.admit(&p.mount, 0);
@@ -821,7 +777,13 @@ impl Filesystem for P2kFs {
         p.reply_entry(reply, r);
     }
 
-    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    pub(crate) fn do_unlink<Q: Caller, R: REmpty>(
+        &self,
+        req: &Q,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: R,
+    ) {
         let p = &self.0;
         let r = p.guarded(
             "unlink",
@@ -832,7 +794,13 @@ impl Filesystem for P2kFs {
         P2k::reply_empty(reply, r);
     }
 
-    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    pub(crate) fn do_rmdir<Q: Caller, R: REmpty>(
+        &self,
+        req: &Q,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: R,
+    ) {
         let p = &self.0;
         let r = p.guarded(
             "rmdir",
@@ -843,13 +811,13 @@ impl Filesystem for P2kFs {
         P2k::reply_empty(reply, r);
     }
 
-    fn symlink(
+    pub(crate) fn do_symlink<Q: Caller, R: REntry>(
         &self,
-        req: &Request,
+        req: &Q,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
-        reply: ReplyEntry,
+        reply: R,
     ) {
         let p = &self.0;
         p.wb.admit(&p.mount, 0);
@@ -871,15 +839,15 @@ impl Filesystem for P2kFs {
         p.reply_entry(reply, r);
     }
 
-    fn rename(
+    pub(crate) fn do_rename<Q: Caller, R: REmpty>(
         &self,
-        req: &Request,
+        req: &Q,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
         newname: &OsStr,
         flags: RenameFlags,
-        reply: ReplyEmpty,
+        reply: R,
     ) {
         let p = &self.0;
         p.wb.admit(&p.mount, 0);
@@ -916,13 +884,13 @@ impl Filesystem for P2kFs {
         P2k::reply_empty(reply, r);
     }
 
-    fn link(
+    pub(crate) fn do_link<Q: Caller, R: REntry>(
         &self,
-        req: &Request,
+        req: &Q,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
-        reply: ReplyEntry,
+        reply: R,
     ) {
         let p = &self.0;
         p.wb.admit(&p.mount, 0);
@@ -941,7 +909,13 @@ impl Filesystem for P2kFs {
         p.reply_entry(reply, r);
     }
 
-    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    pub(crate) fn do_open<Q: Caller, R: ROpen>(
+        &self,
+        req: &Q,
+        ino: INodeNo,
+        flags: OpenFlags,
+        reply: R,
+    ) {
         let p = &self.0;
         if p.stateless_open() {
             // The kernel takes this as success and stops sending opens.
@@ -967,15 +941,15 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn create(
+    pub(crate) fn do_create<Q: Caller, R: RCreate>(
         &self,
-        req: &Request,
+        req: &Q,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         flags: i32,
-        reply: ReplyCreate,
+        reply: R,
     ) {
         let p = &self.0;
         p.wb.admit(&p.mount, 0);
@@ -1027,16 +1001,16 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn read(
+    pub(crate) fn do_read<Q: Caller, R: RData>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
+        reply: R,
     ) {
         let p = &self.0;
         READ_BUF.with(|buf| {
@@ -1061,9 +1035,9 @@ impl Filesystem for P2kFs {
         });
     }
 
-    fn write(
+    pub(crate) fn do_write<Q: Caller, R: RWrite>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1071,7 +1045,7 @@ impl Filesystem for P2kFs {
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
+        reply: R,
     ) {
         let p = &self.0;
         let len = data.len();
@@ -1104,13 +1078,13 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn flush(
+    pub(crate) fn do_flush<Q: Caller, R: REmpty>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
-        reply: ReplyEmpty,
+        reply: R,
     ) {
         // Nothing is pending per descriptor in the server (the kernel
         // writes back its own dirty pages before it would send this), so
@@ -1123,15 +1097,15 @@ impl Filesystem for P2kFs {
         reply.error(fuser::Errno::ENOSYS);
     }
 
-    fn release(
+    pub(crate) fn do_release<Q: Caller, R: REmpty>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
-        reply: ReplyEmpty,
+        reply: R,
     ) {
         let p = &self.0;
         // Its writes land before the handle (and maybe the file) goes.
@@ -1146,13 +1120,13 @@ impl Filesystem for P2kFs {
         P2k::reply_empty(reply, r);
     }
 
-    fn fsync(
+    pub(crate) fn do_fsync<Q: Caller, R: REmpty>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
-        reply: ReplyEmpty,
+        reply: R,
     ) {
         let p = &self.0;
         let r = p.guarded(
@@ -1172,7 +1146,13 @@ impl Filesystem for P2kFs {
         P2k::reply_empty(reply, r);
     }
 
-    fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    pub(crate) fn do_opendir<Q: Caller, R: ROpen>(
+        &self,
+        req: &Q,
+        ino: INodeNo,
+        flags: OpenFlags,
+        reply: R,
+    ) {
         let p = &self.0;
         if p.stateless_open() {
             // As in open: the kernel keeps (and caches) the listing itself.
@@ -1205,13 +1185,13 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn readdir(
+    pub(crate) fn do_readdir<Q: Caller, R: RDir>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        mut reply: R,
     ) {
         let p = &self.0;
         let r = p.guarded(
@@ -1237,13 +1217,13 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn readdirplus(
+    pub(crate) fn do_readdirplus<Q: Caller, R: RDirPlus>(
         &self,
-        req: &Request,
+        req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        mut reply: R,
     ) {
         let p = &self.0;
         let r = p.guarded(
@@ -1319,13 +1299,13 @@ impl Filesystem for P2kFs {
         }
     }
 
-    fn releasedir(
+    pub(crate) fn do_releasedir<Q: Caller, R: REmpty>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        reply: ReplyEmpty,
+        reply: R,
     ) {
         let p = &self.0;
         let r = p.guarded(
@@ -1337,13 +1317,13 @@ impl Filesystem for P2kFs {
         P2k::reply_empty(reply, r);
     }
 
-    fn fsyncdir(
+    pub(crate) fn do_fsyncdir<Q: Caller, R: REmpty>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
-        reply: ReplyEmpty,
+        reply: R,
     ) {
         let p = &self.0;
         let r = p.guarded(
@@ -1358,7 +1338,7 @@ impl Filesystem for P2kFs {
         P2k::reply_empty(reply, r);
     }
 
-    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+    pub(crate) fn do_statfs<Q: Caller, R: RStatfs>(&self, _req: &Q, ino: INodeNo, reply: R) {
         let p = &self.0;
         // Free counts after every write answered early (crate::wb).
         p.wb.wait_all();
@@ -1376,36 +1356,61 @@ impl Filesystem for P2kFs {
     // Extended attributes: rumpkern has no VOP for them yet. ENOSYS (not
     // EOPNOTSUPP) makes the kernel stop asking (it then answers EOPNOTSUPP
     // itself), which saves a round trip per write for security.capability.
-    fn setxattr(
+    pub(crate) fn do_setxattr<Q: Caller, R: REmpty>(
         &self,
-        _req: &Request,
+        _req: &Q,
         ino: INodeNo,
         name: &OsStr,
         _value: &[u8],
         _flags: i32,
         _position: u32,
-        reply: ReplyEmpty,
+        reply: R,
     ) {
         log::debug!("setxattr({}, {name:?}) -> ENOSYS", ino.0);
         reply.error(fuser::Errno::ENOSYS);
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, _size: u32, reply: ReplyXattr) {
+    pub(crate) fn do_getxattr<Q: Caller, R: RXattr>(
+        &self,
+        _req: &Q,
+        ino: INodeNo,
+        name: &OsStr,
+        _size: u32,
+        reply: R,
+    ) {
         log::debug!("getxattr({}, {name:?}) -> ENOSYS", ino.0);
         reply.error(fuser::Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, _size: u32, reply: ReplyXattr) {
+    pub(crate) fn do_listxattr<Q: Caller, R: RXattr>(
+        &self,
+        _req: &Q,
+        ino: INodeNo,
+        _size: u32,
+        reply: R,
+    ) {
         log::debug!("listxattr({}) -> ENOSYS", ino.0);
         reply.error(fuser::Errno::ENOSYS);
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    pub(crate) fn do_removexattr<Q: Caller, R: REmpty>(
+        &self,
+        _req: &Q,
+        ino: INodeNo,
+        name: &OsStr,
+        reply: R,
+    ) {
         log::debug!("removexattr({}, {name:?}) -> ENOSYS", ino.0);
         reply.error(fuser::Errno::ENOSYS);
     }
 
-    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+    pub(crate) fn do_access<Q: Caller, R: REmpty>(
+        &self,
+        req: &Q,
+        ino: INodeNo,
+        mask: AccessFlags,
+        reply: R,
+    ) {
         let p = &self.0;
         let r = p.guarded(
             "access",
@@ -1431,6 +1436,343 @@ impl Filesystem for P2kFs {
             },
         );
         P2k::reply_empty(reply, r);
+    }
+}
+
+impl Filesystem for P2kFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let offered = config.capabilities();
+        let mut granted = Vec::new();
+        let mut refused = Vec::new();
+        for (flag, what) in WANTED {
+            if config.add_capabilities(*flag).is_ok() {
+                granted.push(*what);
+            } else {
+                refused.push(*what);
+            }
+        }
+        let max_write = match config.set_max_write(MAX_WRITE) {
+            Ok(_) => MAX_WRITE,
+            Err(m) => {
+                let _ = config.set_max_write(m);
+                m
+            }
+        };
+        // Ask for as much readahead as the kernel allows.
+        let readahead = match config.set_max_readahead(u32::MAX) {
+            Ok(_) => u32::MAX,
+            Err(m) => {
+                let _ = config.set_max_readahead(m);
+                m
+            }
+        };
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        let stateless = self.0.tun.ro_kernel_checked
+            && offered.contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
+            && offered.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
+        self.0.stateless_open.store(stateless, Ordering::Relaxed);
+        if stateless {
+            granted.push("stateless opens (read-only, kernel-checked)");
+        }
+        log::info!(
+            "FUSE INIT: kernel ABI {:?}, kernel offers {:?}; p2k uses: {}; not offered: {}; max_write {} (kernel may cap to max_pages), max_readahead {}",
+            config.kernel_abi(),
+            offered,
+            granted.join(", "),
+            if refused.is_empty() { "none".to_string() } else { refused.join(", ") },
+            max_write,
+            readahead
+        );
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.0.wb.wait_all();
+        let (early, first) = self.0.wb.counts();
+        log::info!(
+            "write-behind: {early} writes answered before they were done, {first} done first"
+        );
+        log::debug!("FUSE session ended ({:?})", self.0);
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.do_lookup(req, parent, name, reply);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.0.forget_node(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.do_getattr(_req, ino, _fh, reply);
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.do_setattr(
+            req, ino, mode, uid, gid, size, atime, mtime, _ctime, fh, _crtime, _chgtime, _bkuptime,
+            _flags, reply,
+        );
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.do_readlink(_req, ino, reply);
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.do_mknod(req, parent, name, mode, umask, rdev, reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.do_mkdir(req, parent, name, mode, umask, reply);
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.do_unlink(req, parent, name, reply);
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.do_rmdir(req, parent, name, reply);
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.do_symlink(req, parent, link_name, target, reply);
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.do_rename(req, parent, name, newparent, newname, flags, reply);
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.do_link(req, ino, newparent, newname, reply);
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.do_open(req, ino, flags, reply);
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.do_create(req, parent, name, mode, umask, flags, reply);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.do_read(_req, ino, fh, offset, size, _flags, _lock_owner, reply);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.do_write(
+            _req,
+            ino,
+            fh,
+            offset,
+            data,
+            _write_flags,
+            _flags,
+            _lock_owner,
+            reply,
+        );
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.do_flush(_req, ino, fh, _lock_owner, reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.do_release(_req, ino, fh, _flags, _lock_owner, _flush, reply);
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.do_fsync(_req, ino, fh, datasync, reply);
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.do_opendir(req, ino, flags, reply);
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        self.do_readdir(_req, ino, fh, offset, reply);
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        self.do_readdirplus(req, ino, fh, offset, reply);
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.do_releasedir(_req, ino, fh, _flags, reply);
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.do_fsyncdir(_req, ino, fh, datasync, reply);
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.do_statfs(_req, ino, reply);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.do_setxattr(_req, ino, name, _value, _flags, _position, reply);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, _size: u32, reply: ReplyXattr) {
+        self.do_getxattr(_req, ino, name, _size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        self.do_listxattr(_req, ino, _size, reply);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.do_removexattr(_req, ino, name, reply);
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.do_access(req, ino, mask, reply);
     }
 }
 

@@ -139,6 +139,7 @@ pub mod attr;
 pub mod cred;
 pub mod fs;
 pub mod kmount;
+mod reply;
 mod wb;
 
 use std::io;
