@@ -17,7 +17,9 @@ The peak RSS (VmHWM) of the rump_ext2fs server is read at the end of each
 large-file run.
 
 Usage: sudo bench/ext2.py [--runs 5] [--work /var/tmp/rumpfs-bench]
-       [--only ls,out,...] [--systems kernel,fuse2fs,rump] [--small]
+       [--only ls,out,...] [--systems kernel,fuse2fs,rump,rumpu] [--small]
+  (rumpu: rump_ext2fs with FUSE over io_uring: fuse.enable_uring is set to 1
+   for its runs and put back after)
        [--rump-opts blkio=cached,...]
 RUMP_EXT2FS=path runs another rump_ext2fs build (A/B comparisons).
 Prints a markdown table of medians and ratios; with --write, appends it to
@@ -91,6 +93,18 @@ def mkfs(img, size_mb, tree=None):
     sh(cmd + [img, f"{size_mb}M"])
 
 
+URING = "/sys/module/fuse/parameters/enable_uring"
+URING_AT_START = open(URING).read().strip() if os.path.exists(URING) else None
+
+
+def set_uring(on):
+    """The kernel's FUSE-over-io_uring switch (read at INIT, so set before
+    mounting); a no-op on kernels without it."""
+    if URING_AT_START is not None:
+        with open(URING, "w") as f:
+            f.write("1" if on else "0")
+
+
 class Mounted:
     """Mount `img` on `mnt` with `system`; stop() unmounts and waits for
     the server to exit (so write-back is inside the timed region)."""
@@ -105,6 +119,8 @@ class Mounted:
         if system == "fuse2fs":
             cmd = ["fuse2fs", "-f", img, mnt, "-o", ("ro," if ro else "") + "allow_other"]
         else:
+            # rump: the classic /dev/fuse transport; rumpu: FUSE over io_uring.
+            set_uring(system == "rumpu")
             opts = ("ro," if ro else "") + "allow_other" + ("," + Mounted.rump_opts if Mounted.rump_opts else "")
             cmd = [os.environ.get("RUMP_EXT2FS", os.path.join(REL, "rump_ext2fs")), "-f", "-o", opts, img, mnt]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,6 +145,7 @@ class Mounted:
         sh(["umount", self.mnt])
         if self.proc:
             self.proc.wait(timeout=600)
+            set_uring(URING_AT_START in ("Y", "1"))
 
 
 def timed(fn):
@@ -143,7 +160,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", default="/var/tmp/rumpfs-bench")
     ap.add_argument("--only", default="ls,out,in,bigout,bigin,fsu_ls,fsu_ecp")
-    ap.add_argument("--systems", default="kernel,fuse2fs,rump")
+    ap.add_argument("--systems", default="kernel,fuse2fs,rump,rumpu",
+                    help="rump: rump_ext2fs over /dev/fuse; rumpu: over FUSE io_uring (fuse.enable_uring set for its runs)")
     ap.add_argument("--small", action="store_true", help="a 1/10 scale tree and a 70 MB file (quick check)")
     ap.add_argument("--rump-opts", default="", help="extra -o options for rump_ext2fs (e.g. blkio=cached)")
     ap.add_argument("--write", action="store_true", help="append the results to docs/performance.md")
@@ -257,18 +275,19 @@ def main():
     lines.append("Command: `sudo bench/ext2.py --runs %d%s%s`" % (a.runs, " --small" if a.small else "",
                                                               f" --rump-opts {a.rump_opts}" if a.rump_opts else ""))
     lines.append("")
-    lines.append("| workload | kernel | fuse2fs | rump | rump/kernel | rump/fuse2fs |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("| workload | kernel | fuse2fs | rump | rump/kernel | rump/fuse2fs | rump io_uring | io_uring/kernel |")
+    lines.append("|---|---|---|---|---|---|---|---|")
 
     def med(w, s):
         v = [x for x in results.get((w, s), []) if x == x]
         return statistics.median(v) if v else float("nan")
 
     for w in work_items:
-        k, f2, r = med(w, "kernel"), med(w, "fuse2fs"), med(w, "rump")
+        k, f2, r, ru = med(w, "kernel"), med(w, "fuse2fs"), med(w, "rump"), med(w, "rumpu")
         fmt = lambda x: "—" if x != x else f"{x:.2f}"
         ratio = lambda x, y: "—" if x != x or y != y or y == 0 else f"{x / y:.2f}"
-        lines.append(f"| {names[w]} | {fmt(k)} | {fmt(f2)} | {fmt(r)} | {ratio(r, k)} | {ratio(r, f2)} |")
+        lines.append(f"| {names[w]} | {fmt(k)} | {fmt(f2)} | {fmt(r)} | {ratio(r, k)} | {ratio(r, f2)} "
+                     f"| {fmt(ru)} | {ratio(ru, k)} |")
     if rss:
         lines.append("")
         for (w, s), v in sorted(rss.items()):

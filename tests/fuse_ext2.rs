@@ -341,3 +341,70 @@ fn writes_answered_early_keep_their_order_and_enospc() {
     assert!(first > 0);
     let _ = fs::remove_dir_all(&work);
 }
+
+/// The fuse module's `enable_uring` switch, set for as long as this lives
+/// and put back as it was on drop (every path).
+struct UringSwitch {
+    old: Option<String>,
+}
+
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+impl UringSwitch {
+    /// None where the kernel has no FUSE over io_uring or we may not turn
+    /// it on.
+    fn on() -> Option<UringSwitch> {
+        let old = fs::read_to_string(ENABLE_URING).ok()?;
+        fs::write(ENABLE_URING, "1").ok()?;
+        Some(UringSwitch { old: Some(old.trim().to_string()) })
+    }
+}
+
+impl Drop for UringSwitch {
+    fn drop(&mut self) {
+        if let Some(old) = self.old.take() {
+            let _ = fs::write(ENABLE_URING, if old == "Y" || old == "1" { "1" } else { "0" });
+        }
+    }
+}
+
+/// With the kernel's FUSE over io_uring switched on, rump_ext2fs takes its
+/// requests through the rings (every operation of the write workload, plus
+/// reads, listings and statfs), and the result is what e2fsck and the
+/// kernel expect. Skipped (with a message) where the kernel lacks it.
+#[test]
+fn requests_through_io_uring_judged_by_e2fsck_and_the_kernel() {
+    let Some(switch) = UringSwitch::on() else {
+        eprintln!("skipped: {ENABLE_URING} missing or not writable (kernel without FUSE over io_uring, or not root)");
+        return;
+    };
+    let work = temp_dir("ext2-uring");
+    let reference = work.join("ref");
+    fs::create_dir(&reference).unwrap();
+    workload(&reference);
+    let img = work.join("u.img");
+    let log = work.join("server.log");
+    mke2fs(&img, None, &["-b", "1024"], "64M");
+    let mut g = MountGuard::server_fg_logged("uring", "rump_ext2fs", &[], &img, &log);
+    workload(&g.mp);
+    let o = CompareOpts { dir_mtime: false, ..CompareOpts::ALL };
+    let diffs = compare_trees(&reference, &g.mp, o);
+    assert!(diffs.is_empty(), "live mount differs:\n{}", diffs.join("\n"));
+    let st = nix::sys::statvfs::statvfs(&g.mp).unwrap();
+    assert!(st.blocks_free() > 0 && st.blocks_free() < st.blocks());
+    assert_eq!(g.unmount_wait().and_then(|s| s.code()), Some(0), "server exit status");
+    drop(switch);
+    let text = fs::read_to_string(&log).unwrap();
+    let served: u64 = text
+        .lines()
+        .find_map(|l| l.split(" requests served through FUSE over io_uring").next().filter(|_| l.contains("served through FUSE over io_uring")))
+        .and_then(|l| l.rsplit(' ').next().and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no io_uring line in the server's log:\n{text}"));
+    assert!(served > 1000, "only {served} requests came through the rings:\n{text}");
+    e2fsck_clean(&img);
+    let k = KernelMount::new("ext2", &img);
+    let diffs = compare_trees(&reference, &k.mp, o);
+    assert!(diffs.is_empty(), "the kernel reads back a different tree:\n{}", diffs.join("\n"));
+    drop(k);
+    let _ = fs::remove_dir_all(&work);
+}

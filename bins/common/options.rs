@@ -9,6 +9,7 @@
 //! | `attr_timeout=S`, `entry_timeout=S` | kernel cache timeouts in seconds (default 1, 30 when read-only) |
 //! | `default_permissions` / `nodefault_permissions` | kernel permission checks on top of rumpkern's (default: on read-only, off read-write; see p2k's crate doc) |
 //! | `threads=N` | FUSE worker threads (1..=64) |
+//! | `uring` / `nouring` | take requests through FUSE over io_uring when the kernel offers it (Linux 6.14+, as root, after `echo 1 > /sys/module/fuse/parameters/enable_uring`): each is served on the requester's CPU (default: on) |
 //! | `writebehind` / `nowritebehind` | answer writes on write-only files before doing them where the file system allows it, as a page cache does (default: on; ENOSPC and EFBIG are still reported by write(); see p2k's `wb` module) |
 //! | `fsname=NAME`, `subtype=NAME` | what /proc/mounts shows |
 //! | `defaults`, `auto`, `noauto`, `user`, `nouser`, `users`, `_netdev`, `nofail`, `rump`, `nosuid`, `nodev` | fstab words; accepted and ignored (the mount is always nosuid,nodev) |
@@ -65,6 +66,8 @@ pub fn split_options<S: AsRef<str>>(lists: &[S]) -> Result<ServerOptions, String
                 ("default_permissions", None) => o.p2k.default_permissions = Some(true),
                 ("nodefault_permissions", None) => o.p2k.default_permissions = Some(false),
                 ("writebehind", None) => o.p2k.write_behind = true,
+                ("uring", None) => o.p2k.uring = true,
+                ("nouring", None) => o.p2k.uring = false,
                 ("nowritebehind", None) => o.p2k.write_behind = false,
                 ("attr_timeout", Some(v)) => o.p2k.attr_timeout = Some(seconds(k, v)?),
                 ("entry_timeout", Some(v)) => o.p2k.entry_timeout = Some(seconds(k, v)?),
@@ -89,7 +92,9 @@ pub fn split_options<S: AsRef<str>>(lists: &[S]) -> Result<ServerOptions, String
                     | "default_permissions"
                     | "nodefault_permissions"
                     | "writebehind"
-                    | "nowritebehind",
+                    | "nowritebehind"
+                    | "uring"
+                    | "nouring",
                     Some(_),
                 ) => return Err(format!("{opt}: option {k} takes no value")),
                 ("attr_timeout" | "entry_timeout" | "threads" | "fsname" | "subtype", _) => {
@@ -126,6 +131,9 @@ mod tests {
         assert!(!split_options(&["nowritebehind"]).unwrap().p2k.write_behind);
         assert!(split_options(&["nowritebehind,writebehind"]).unwrap().p2k.write_behind);
         assert!(split_options(&["writebehind=1"]).is_err());
+        assert!(o.p2k.uring, "io_uring is used by default where offered");
+        assert!(!split_options(&["nouring"]).unwrap().p2k.uring);
+        assert!(split_options(&["uring=0"]).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -32,6 +33,7 @@ use crate::cred::request_cred;
 use crate::reply::{
     Caller, RAttr, RCreate, RData, RDir, RDirPlus, REmpty, REntry, ROpen, RStatfs, RWrite, RXattr,
 };
+use crate::uring::Rings;
 use crate::wb::WriteBehind;
 
 /// The FUSE node id of the root directory.
@@ -94,6 +96,8 @@ pub(crate) struct Tunables {
     pub write_behind: bool,
     /// FUSE worker threads (write-behind's margin).
     pub threads: usize,
+    /// Serve requests over io_uring when the kernel offers it.
+    pub uring: bool,
 }
 
 /// The translator state, shared by every worker thread and kept by the
@@ -126,6 +130,11 @@ pub struct P2k {
     notifier: OnceLock<fuser::Notifier>,
     /// Writes answered before they are done ([`crate::wb`]).
     wb: WriteBehind,
+    /// The session's /dev/fuse descriptor (a duplicate), for FUSE over
+    /// io_uring; set before the session runs.
+    dev_fd: OnceLock<OwnedFd>,
+    /// The io_uring queues, once INIT agreed on them.
+    rings: Mutex<Option<Rings>>,
 }
 
 impl fmt::Debug for P2k {
@@ -180,6 +189,8 @@ impl P2k {
             poisoned: Mutex::new(HashSet::new()),
             panics: AtomicU64::new(0),
             wb: WriteBehind::new(tun.write_behind, tun.threads, MAX_WRITE),
+            dev_fd: OnceLock::new(),
+            rings: Mutex::new(None),
             tun,
             stateless_open: AtomicBool::new(false),
             notifier: OnceLock::new(),
@@ -450,6 +461,26 @@ impl P2k {
         self.guarded_now(kind, nodes, args, f)
     }
 
+    /// Keep a duplicate of the session's /dev/fuse descriptor (for FUSE
+    /// over io_uring, see [`crate::uring`]).
+    pub(crate) fn set_dev_fd(&self, fd: OwnedFd) {
+        let _ = self.dev_fd.set(fd);
+    }
+
+    /// Stop using the io_uring queues (after the session ended): their
+    /// threads end with the connection. Returns how many requests they
+    /// served.
+    pub(crate) fn join_rings(&self) -> u64 {
+        match self.rings.lock().take() {
+            Some(r) => {
+                let n = r.served();
+                r.join();
+                n
+            }
+            None => 0,
+        }
+    }
+
     /// [`P2k::guarded`] without waiting for outstanding writes: for the
     /// outstanding write itself.
     fn guarded_now<T>(
@@ -492,6 +523,22 @@ impl P2k {
             }
         }
         r
+    }
+
+    /// Start the io_uring queues ([`crate::uring`]) for requests of up to
+    /// `max_write` bytes. Called from INIT, before its reply: the queues
+    /// register once the kernel has it.
+    fn start_rings(self: &Arc<Self>, max_write: u32) -> std::io::Result<()> {
+        use std::os::fd::AsFd;
+        let Some(fd) = self.dev_fd.get() else {
+            return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+        };
+        // At least max(8 KiB, max_write, max_pages pages), plus slack.
+        let payload = (max_write as usize).max(256 * 4096) + 4096;
+        let handler = Arc::new(crate::uring_ops::RingFs(self.clone()));
+        let rings = Rings::start(fd.as_fd(), payload, RING_DEPTH, handler)?;
+        *self.rings.lock() = Some(rings);
+        Ok(())
     }
 
     fn cred<Q: Caller>(req: &Q) -> Cred {
@@ -591,12 +638,22 @@ const WANTED: &[(InitFlags, &str)] = &[
 ];
 
 const MAX_WRITE: u32 = 1 << 20;
+
+/// The largest write answered before it is done when the transport needs
+/// its data copied for that (see `P2kFs::do_write`).
+const WB_COPY_MAX: usize = 256 << 10;
 const MAX_BACKGROUND: u16 = 64;
+
+/// Ring entries per CPU queue (FUSE over io_uring).
+const RING_DEPTH: usize = 2;
 
 thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The request handlers, generic over the transport (`crate::reply`); their
+/// arguments are fuser's `Filesystem` methods' own.
+#[allow(clippy::too_many_arguments)]
 impl P2kFs {
     pub(crate) fn do_lookup<Q: Caller, R: REntry>(
         &self,
@@ -1058,13 +1115,36 @@ impl P2kFs {
             Ok(h) => h,
             Err(e) => return reply.error(ferr(e)),
         };
-        if let Some(t) = p.wb.begin(&p.mount, ino.0, offset, data.len(), flags) {
+        // A transport that runs the rest after its answer goes (io_uring)
+        // needs the data copied: only for writes up to WB_COPY_MAX.
+        let early = !R::DEFERS || len <= WB_COPY_MAX;
+        if let Some(t) = early
+            .then(|| p.wb.begin(&p.mount, ino.0, offset, len, flags))
+            .flatten()
+        {
             // Answered now, done next (crate::wb).
-            reply.written(data.len() as u32);
-            let r = p.guarded_now("write", &[ino.0], args, || {
-                vn.write(data, offset, io_flags(flags), &cred)
-            });
-            p.wb.end(t, r, offset, data.len());
+            if !R::DEFERS {
+                reply.written(len as u32);
+                let r = p.guarded_now("write", &[ino.0], args, || {
+                    vn.write(data, offset, io_flags(flags), &cred)
+                });
+                p.wb.end(t, r, offset, len);
+                return;
+            }
+            let p = p.clone();
+            let data = data.to_vec();
+            let id = ino.0;
+            let fhn = fh.0;
+            reply.written_then(
+                len as u32,
+                Box::new(move || {
+                    let args = format_args!("{id}, fh {fhn}, off {offset}, size {len}");
+                    let r = p.guarded_now("write", &[id], args, || {
+                        vn.write(&data, offset, io_flags(flags), &cred)
+                    });
+                    p.wb.end(t, r, offset, len);
+                }),
+            );
             return;
         }
         p.wb.note_synchronous();
@@ -1467,6 +1547,29 @@ impl Filesystem for P2kFs {
             }
         };
         let _ = config.set_max_background(MAX_BACKGROUND);
+        // FUSE over io_uring: offered only where the kernel has it switched
+        // on (module parameter fuse.enable_uring); needs our own descriptor.
+        // Asked for only once the queues are started: a connection that
+        // agreed on it waits for every queue to register.
+        if offered.contains(InitFlags::FUSE_OVER_IO_URING) {
+            if !self.0.tun.uring {
+                refused.push("FUSE over io_uring (-o nouring)");
+            } else if self.0.dev_fd.get().is_none() {
+                refused.push(
+                    "FUSE over io_uring (no descriptor of our own: not mounted by us as root)",
+                );
+            } else {
+                match self.0.start_rings(max_write) {
+                    Ok(()) => match config.add_capabilities(InitFlags::FUSE_OVER_IO_URING) {
+                        Ok(()) => granted.push("FUSE over io_uring"),
+                        Err(_) => {
+                            log::warn!("FUSE over io_uring: the kernel took its offer back");
+                        }
+                    },
+                    Err(e) => log::warn!("FUSE over io_uring offered but not started: {e}"),
+                }
+            }
+        }
         let stateless = self.0.tun.ro_kernel_checked
             && offered.contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
             && offered.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);

@@ -74,6 +74,9 @@ pub(crate) trait RCreate: RError {
 }
 
 pub(crate) trait RWrite: RError {
+    /// `written_then` runs its work only after the handler returns, so the
+    /// work must own its data.
+    const DEFERS: bool = false;
     fn written(self, size: u32);
     /// Answer `size` now and run `then` after the answer is on its way
     /// (write-behind): at once for /dev/fuse, after the ring entry is
