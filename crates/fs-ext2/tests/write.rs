@@ -566,17 +566,20 @@ fn direct_writes_over_freed_dirty_blocks() {
     }
 }
 
-/// The direct path itself: a 4 MiB write past the end of a file reaches the
-/// device during the write (a few requests of up to 1 MiB), while a small
-/// write stays in the cache until sync (delayed).
-#[test]
-fn large_writes_past_eof_reach_the_device_at_once() {
+/// A fresh image (`kib` KiB, blocks of `bs`) mounted read-write through a
+/// fault-injecting device, for counting device writes. The TempDir must
+/// outlive the mount.
+fn counted_mount(
+    tag: &str,
+    kib: u64,
+    bs: u32,
+) -> (TempDir, Arc<rumpuser::FaultDevice>, Arc<rumpkern::Mount>) {
     use rumpkern::dev::BlockDevice;
     use rumpkern::FsType;
     use rumpuser::{FaultDevice, MemDevice};
-    let t = TempDir::new("directdev");
+    let t = TempDir::new(tag);
     let img = t.path().join("img");
-    mkimage(&img, None, 32 * 1024, 4096, &[]);
+    mkimage(&img, None, kib, bs, &[]);
     let fault = Arc::new(FaultDevice::new(Arc::new(MemDevice::from_vec(
         std::fs::read(&img).unwrap(),
     ))));
@@ -584,6 +587,15 @@ fn large_writes_past_eof_reach_the_device_at_once() {
     let mp = fs_ext2::EXT2FS
         .mount(Some(dev), &rumpkern::MountArgs::parse("rw"))
         .unwrap();
+    (t, fault, mp)
+}
+
+/// The direct path itself: a 4 MiB write past the end of a file reaches the
+/// device during the write (a few requests of up to 1 MiB), while a small
+/// write stays in the cache until sync (delayed).
+#[test]
+fn large_writes_past_eof_reach_the_device_at_once() {
+    let (_t, fault, mp) = counted_mount("directdev", 32 * 1024, 4096);
     let c = Cred::root();
     let root = mp.root().unwrap();
     let small = root.create(b"small", 0o644, &c).unwrap();
@@ -606,19 +618,7 @@ fn large_writes_past_eof_reach_the_device_at_once() {
 /// tests/crash.rs `power_cut_during_unlinks_and_links` checks it).
 #[test]
 fn unlink_and_link_write_one_block_synchronously() {
-    use rumpkern::dev::BlockDevice;
-    use rumpkern::FsType;
-    use rumpuser::{FaultDevice, MemDevice};
-    let t = TempDir::new("unlinkdev");
-    let img = t.path().join("img");
-    mkimage(&img, None, 8 * 1024, 1024, &[]);
-    let fault = Arc::new(FaultDevice::new(Arc::new(MemDevice::from_vec(
-        std::fs::read(&img).unwrap(),
-    ))));
-    let dev: Arc<dyn BlockDevice> = fault.clone();
-    let mp = fs_ext2::EXT2FS
-        .mount(Some(dev), &rumpkern::MountArgs::parse("rw"))
-        .unwrap();
+    let (_t, fault, mp) = counted_mount("unlinkdev", 8 * 1024, 1024);
     let c = Cred::root();
     let root = mp.root().unwrap();
     for name in [&b"a"[..], b"b"] {
