@@ -1067,24 +1067,31 @@ impl P2kFs {
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
-        reply: R,
+        mut reply: R,
     ) {
         let p = &self.0;
+        let args = format_args!("{}, fh {}, off {offset}, size {size}", ino.0, fh.0);
+        if R::IN_PLACE {
+            // Straight into the transport's buffer (io_uring's payload).
+            let r = p.guarded("read", &[ino.0], args, || {
+                let vn = p.handle_vnode(ino, fh)?;
+                vn.read(reply.buffer(size as usize), offset)
+            });
+            return match r {
+                Ok(n) => reply.filled(n),
+                Err(e) => reply.error(ferr(e)),
+            };
+        }
         READ_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             let size = size as usize;
             if buf.len() < size {
                 buf.resize(size, 0);
             }
-            let r = p.guarded(
-                "read",
-                &[ino.0],
-                format_args!("{}, fh {}, off {offset}, size {size}", ino.0, fh.0),
-                || {
-                    let vn = p.handle_vnode(ino, fh)?;
-                    vn.read(&mut buf[..size], offset)
-                },
-            );
+            let r = p.guarded("read", &[ino.0], args, || {
+                let vn = p.handle_vnode(ino, fh)?;
+                vn.read(&mut buf[..size], offset)
+            });
             match r {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(ferr(e)),

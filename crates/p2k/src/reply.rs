@@ -56,6 +56,22 @@ pub(crate) trait RAttr: RError {
 
 pub(crate) trait RData: RError {
     fn data(self, data: &[u8]);
+    /// The transport's own reply buffer can be filled in place
+    /// ([`RData::buffer`], [`RData::filled`]): no copy through a bounce
+    /// buffer.
+    const IN_PLACE: bool = false;
+    /// Room for up to `size` bytes of reply data (with `IN_PLACE`).
+    fn buffer(&mut self, _size: usize) -> &mut [u8] {
+        &mut []
+    }
+    /// Answer with the first `n` bytes of [`RData::buffer`].
+    fn filled(self, n: usize)
+    where
+        Self: Sized,
+    {
+        let _ = n;
+        self.data(&[]);
+    }
 }
 
 pub(crate) trait ROpen: RError {

@@ -271,6 +271,16 @@ impl RData for U<'_, '_> {
         let ok = self.0.w.put(data);
         self.0.done(ok);
     }
+    const IN_PLACE: bool = true;
+    fn buffer(&mut self, size: usize) -> &mut [u8] {
+        let n = size.min(self.0.w.buf.len());
+        &mut self.0.w.buf[..n]
+    }
+    fn filled(self, n: usize) {
+        let ok = n <= self.0.w.buf.len();
+        self.0.w.len = n.min(self.0.w.buf.len());
+        self.0.done(ok);
+    }
 }
 
 impl ROpen for U<'_, '_> {
