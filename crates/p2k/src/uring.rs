@@ -659,11 +659,18 @@ impl<'a> Queue<'a> {
                     continue;
                 }
                 end = Some(match errno {
-                    libc::ENOTCONN | libc::ECANCELED | libc::ENODEV | libc::ECONNABORTED
-                        if registered || !was_registering =>
-                    {
+                    // The connection is gone (a mount that ended before its
+                    // queues registered is no failure either).
+                    libc::ENOTCONN | libc::ENODEV | libc::ECONNABORTED => {
+                        if was_registering && !registered {
+                            log::debug!(
+                                "FUSE over io_uring: queue {}: connection ended before REGISTER",
+                                self.qid
+                            );
+                        }
                         Ok(())
                     }
+                    libc::ECANCELED if registered || !was_registering => Ok(()),
                     _ => {
                         let e = io::Error::from_raw_os_error(errno);
                         if was_registering {
