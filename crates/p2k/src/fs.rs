@@ -728,7 +728,7 @@ impl P2kFs {
         reply: R,
     ) {
         let p = &self.0;
-        p.wb.admit(&p.mount, 0);
+        p.wb.admit(&p.mount, None);
         let sa = SetAttr {
             mode: mode.map(|m| m & mode::ALLPERMS),
             uid,
@@ -784,7 +784,7 @@ impl P2kFs {
         reply: R,
     ) {
         let p = &self.0;
-        p.wb.admit(&p.mount, 0);
+        p.wb.admit(&p.mount, None);
         let r = p.guarded(
             "mknod",
             &[parent.0],
@@ -815,7 +815,7 @@ impl P2kFs {
         reply: R,
     ) {
         let p = &self.0;
-        p.wb.admit(&p.mount, 0);
+        p.wb.admit(&p.mount, None);
         let r = p.guarded(
             "mkdir",
             &[parent.0],
@@ -877,7 +877,7 @@ impl P2kFs {
         reply: R,
     ) {
         let p = &self.0;
-        p.wb.admit(&p.mount, 0);
+        p.wb.admit(&p.mount, None);
         let r = p.guarded(
             "symlink",
             &[parent.0],
@@ -907,7 +907,7 @@ impl P2kFs {
         reply: R,
     ) {
         let p = &self.0;
-        p.wb.admit(&p.mount, 0);
+        p.wb.admit(&p.mount, None);
         let r = p.guarded(
             "rename",
             &[parent.0, newparent.0],
@@ -950,7 +950,7 @@ impl P2kFs {
         reply: R,
     ) {
         let p = &self.0;
-        p.wb.admit(&p.mount, 0);
+        p.wb.admit(&p.mount, None);
         let r = p.guarded(
             "link",
             &[ino.0, newparent.0],
@@ -1009,7 +1009,7 @@ impl P2kFs {
         reply: R,
     ) {
         let p = &self.0;
-        p.wb.admit(&p.mount, 0);
+        p.wb.admit(&p.mount, None);
         let r = p.guarded(
             "create",
             &[parent.0],
@@ -1155,7 +1155,7 @@ impl P2kFs {
             return;
         }
         p.wb.note_synchronous();
-        p.wb.admit(&p.mount, data.len() as u64 + MAX_WRITE as u64);
+        p.wb.admit(&p.mount, Some((offset, len as u64)));
         let r = p.guarded("write", &[ino.0], args, || {
             vn.write(data, offset, io_flags(flags), &cred)
         });

@@ -220,11 +220,11 @@ impl WriteBehind {
         self.first.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Before a request that may allocate synchronously (`need` bytes; 0:
-    /// a directory operation's few blocks): while writes are outstanding,
-    /// wait until the space left covers it without eating into their
-    /// reserve.
-    pub(crate) fn admit(&self, mount: &Mount, need: u64) {
+    /// Before a request that may allocate synchronously: a write of `len`
+    /// bytes at `off` (`Some((off, len))`), or a directory operation's few
+    /// blocks (`None`). While writes are outstanding, wait until the space
+    /// left covers its worst case without eating into their reserve.
+    pub(crate) fn admit(&self, mount: &Mount, write: Option<(u64, u64)>) {
         if self.idle() {
             return;
         }
@@ -236,7 +236,10 @@ impl WriteBehind {
             let Some(room) = mount.write_room() else {
                 return;
             };
-            let need = need.max(META_UNITS * u64::from(room.unit));
+            let need = match write {
+                Some((off, len)) => room.worst_case(off, len),
+                None => META_UNITS * u64::from(room.unit),
+            };
             let wanted = st
                 .reserved
                 .saturating_add(self.margin(&room))

@@ -346,3 +346,27 @@ pub fn type_names() -> Vec<&'static str> {
 pub fn probe(dev: &dyn BlockDevice) -> Option<&'static dyn FsType> {
     REGISTRY.read().iter().copied().find(|t| t.needs_device() && t.probe(dev))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WriteRoom;
+
+    #[test]
+    fn write_room_worst_case() {
+        let r = WriteRoom {
+            avail_bytes: 0,
+            unit: 1024,
+            max_file_size: u64::MAX,
+        };
+        // One byte: its block plus three for the pointer chain.
+        assert_eq!(r.worst_case(0, 1), 4 * 1024);
+        // Straddling a block boundary touches two blocks.
+        assert_eq!(r.worst_case(1023, 2), 5 * 1024);
+        // 1 MiB of 1 KiB blocks: 1024 blocks, 4 pointer blocks (256 each), 3.
+        assert_eq!(r.worst_case(0, 1 << 20), (1024 + 4 + 3) * 1024);
+        // Empty writes count as one byte; units below 512 as 512.
+        assert_eq!(r.worst_case(5, 0), 4 * 1024);
+        let tiny = WriteRoom { unit: 1, ..r };
+        assert_eq!(tiny.worst_case(0, 1), 4 * 512);
+    }
+}
