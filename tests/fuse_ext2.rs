@@ -408,3 +408,60 @@ fn requests_through_io_uring_judged_by_e2fsck_and_the_kernel() {
     drop(k);
     let _ = fs::remove_dir_all(&work);
 }
+
+/// A number the server logged before `what` ("N what").
+fn logged_count(log: &str, what: &str) -> Option<u64> {
+    log.lines().find_map(|l| {
+        let before = &l[..l.find(what)?];
+        before.trim_end().rsplit([' ', ',']).next()?.parse().ok()
+    })
+}
+
+/// Over io_uring, a large sequential read is served and committed by the
+/// queue's thread on another CPU (the kernel copies the reply into the page
+/// cache on the committing CPU, which would otherwise be the reader's), and
+/// the reader gets exactly the file's bytes. Skipped with one CPU or
+/// without the kernel's switch.
+#[test]
+fn large_reads_over_io_uring_go_to_another_cpu_and_read_back_exact() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: one CPU");
+        return;
+    }
+    let Some(switch) = UringSwitch::on() else {
+        eprintln!("skipped: {ENABLE_URING} missing or not writable (kernel without FUSE over io_uring, or not root)");
+        return;
+    };
+    let work = temp_dir("ext2-uring-bulk");
+    let tree = work.join("tree");
+    fs::create_dir(&tree).unwrap();
+    // 24 MiB of xorshift bytes (no run of zeros, no repeating block).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    fs::write(tree.join("big"), &data).unwrap();
+    fs::write(tree.join("small"), b"a few bytes\n").unwrap();
+    let img = work.join("b.img");
+    let log = work.join("server.log");
+    mke2fs(&img, Some(&tree), &["-b", "4096"], "64M");
+    let mut g = MountGuard::server_fg_logged("uring-bulk", "rump_ext2fs", &["-o", "ro"], &img, &log);
+    let back = fs::read(g.mp.join("big")).unwrap();
+    assert!(back == data, "the 24 MiB file read back differs");
+    assert_eq!(fs::read(g.mp.join("small")).unwrap(), b"a few bytes\n");
+    assert_eq!(g.unmount_wait().and_then(|s| s.code()), Some(0), "server exit status");
+    drop(switch);
+    let text = fs::read_to_string(&log).unwrap();
+    let served = logged_count(&text, "requests served through FUSE over io_uring")
+        .unwrap_or_else(|| panic!("no io_uring line in the server's log:\n{text}"));
+    let far = logged_count(&text, "large reads of them on another CPU")
+        .unwrap_or_else(|| panic!("no count of large reads in the server's log:\n{text}"));
+    // 24 MiB in reads of at most 1 MiB, at least 64 KiB each to count.
+    assert!(far >= 24, "only {far} of {served} requests were large reads served on another CPU:\n{text}");
+    let _ = fs::remove_dir_all(&work);
+}

@@ -469,15 +469,16 @@ impl P2k {
 
     /// Stop using the io_uring queues (after the session ended): their
     /// threads end with the connection. Returns how many requests they
-    /// served.
-    pub(crate) fn join_rings(&self) -> u64 {
+    /// served, and how many of those were large reads served on another
+    /// CPU than the queue's.
+    pub(crate) fn join_rings(&self) -> (u64, u64) {
         match self.rings.lock().take() {
             Some(r) => {
-                let n = r.served();
+                let n = (r.served(), r.served_far());
                 r.join();
                 n
             }
-            None => 0,
+            None => (0, 0),
         }
     }
 

@@ -486,9 +486,12 @@ impl P2kServer {
             let _ = unmounter.unmount();
         }
         unmounter.ended();
-        let via_ring = state.join_rings();
+        let (via_ring, far) = state.join_rings();
         if via_ring > 0 {
-            log::info!("{via_ring} requests served through FUSE over io_uring");
+            log::info!(
+                "{via_ring} requests served through FUSE over io_uring, \
+                 {far} large reads of them on another CPU than the reader's"
+            );
         }
         let r = finish(&state);
         served.and(r)

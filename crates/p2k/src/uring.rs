@@ -16,6 +16,14 @@
 //! same buffers, and COMMIT_AND_FETCH sends it and waits for the next
 //! request in one command.
 //!
+//! With more than one CPU each queue has a second thread, pinned to the
+//! next CPU, with its own ring: large READs (`BULK_READ`) are handed to it
+//! with `IORING_OP_MSG_RING` and it commits them, so that the kernel's copy
+//! of the reply into the page cache overlaps with the reader instead of
+//! taking turns with it on the reader's CPU. The kernel accepts a commit
+//! for a queue's entry from any ring; the entry's next request then arrives
+//! on that ring, and is handed back unless it is another large read.
+//!
 //! Until every queue has an entry the kernel blocks requests, and it
 //! refuses REGISTER with EAGAIN until it has processed the INIT reply:
 //! the threads retry for 5 s. REGISTER has no completion on success, so a
@@ -94,36 +102,84 @@ impl Rings {
             depth,
             nqueues,
             served: AtomicU64::new(0),
+            far: AtomicU64::new(0),
             registered: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
-        let mut threads = Vec::with_capacity(nqueues);
+        let mut threads = Vec::with_capacity(2 * nqueues);
         for qid in 0..nqueues {
-            let spawned = fd.try_clone_to_owned().and_then(|dev| {
-                let sh = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("p2k-uring-{qid}"))
-                    .spawn(move || queue_thread(&sh, dev, qid))
-            });
-            match spawned {
-                Ok(h) => threads.push(h),
-                Err(e) => {
-                    // The INIT reply has not gone out yet, so no REGISTER
-                    // was accepted: the threads see `stop` and end.
-                    shared.stop.store(true, Ordering::SeqCst);
-                    for h in threads {
-                        let _ = h.join();
-                    }
-                    return Err(e);
+            let spawned = Self::start_queue(&shared, fd, qid, &mut threads);
+            if let Err(e) = spawned {
+                // The INIT reply has not gone out yet, so no REGISTER
+                // was accepted: the threads see `stop` and end.
+                shared.stop.store(true, Ordering::SeqCst);
+                for h in threads {
+                    let _ = h.join();
                 }
+                return Err(e);
             }
         }
         Ok(Rings { threads, shared })
     }
 
+    /// Start queue `qid`'s thread and, with more than one CPU, the thread
+    /// on another CPU that serves its large reads.
+    fn start_queue(
+        shared: &Arc<Shared>,
+        fd: BorrowedFd<'_>,
+        qid: usize,
+        threads: &mut Vec<JoinHandle<()>>,
+    ) -> io::Result<()> {
+        let ents = Arc::new(Entries::new(shared.depth, shared.payload_size)?);
+        let ring = Ring::new(ring_size(shared.depth))?;
+        let far = if shared.nqueues > 1 {
+            Some(Ring::new(ring_size(shared.depth))?)
+        } else {
+            None
+        };
+        let near_fd = ring.fd.clone();
+        let far_fd = far.as_ref().map(|r| r.fd.clone());
+        let dev = fd.try_clone_to_owned()?;
+        let sh = Arc::clone(shared);
+        let e = Arc::clone(&ents);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("p2k-uring-{qid}"))
+                .spawn(move || {
+                    pin(qid);
+                    let q = Queue::new(&sh, Role::Near, ring, dev, e, qid, far_fd);
+                    if let Err(err) = q.run() {
+                        log::warn!("FUSE over io_uring: queue {qid}: {err}");
+                    }
+                })?,
+        );
+        if let Some(far) = far {
+            let dev = fd.try_clone_to_owned()?;
+            let sh = Arc::clone(shared);
+            let cpu = (qid + 1) % shared.nqueues;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("p2k-uring-{qid}r"))
+                    .spawn(move || {
+                        pin(cpu);
+                        let q = Queue::new(&sh, Role::Far, far, dev, ents, qid, Some(near_fd));
+                        if let Err(err) = q.run() {
+                            log::warn!("FUSE over io_uring: queue {qid} (reads): {err}");
+                        }
+                    })?,
+            );
+        }
+        Ok(())
+    }
+
     /// Requests served through the rings so far.
     pub(crate) fn served(&self) -> u64 {
         self.shared.served.load(Ordering::Relaxed)
+    }
+
+    /// Large reads served on another CPU than their queue's so far.
+    pub(crate) fn served_far(&self) -> u64 {
+        self.shared.far.load(Ordering::Relaxed)
     }
 
     /// Wait for the threads (they end with the connection).
@@ -143,6 +199,8 @@ struct Shared {
     depth: usize,
     nqueues: usize,
     served: AtomicU64,
+    /// Requests (large reads) served by a queue's other thread.
+    far: AtomicU64,
     /// Queues whose entries are all registered.
     registered: AtomicUsize,
     /// Set when `start` failed: threads still registering end.
@@ -172,7 +230,12 @@ const MAX_DEPTH: usize = 4096;
 
 const IORING_SETUP_SQE128: u32 = 1 << 10;
 const IORING_FEAT_EXT_ARG: u32 = 1 << 8;
+const IORING_OP_MSG_RING: u8 = 40;
 const IORING_OP_URING_CMD: u8 = 46;
+/// `IORING_MSG_DATA`: MSG_RING posts a completion in the target ring.
+const IORING_MSG_DATA: u64 = 0;
+/// `IOSQE_CQE_SKIP_SUCCESS`: no completion on success.
+const IOSQE_CQE_SKIP_SUCCESS: u8 = 1 << 6;
 const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
 const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
 const IORING_OFF_SQ_RING: libc::off_t = 0;
@@ -317,10 +380,15 @@ struct Ring {
     tail: u32,
     /// SQEs queued but not yet submitted.
     to_submit: u32,
-    // Unmapped after the pointers above are last used, closed last.
+    // Unmapped after the pointers above are last used, closed last (the
+    // other thread of the queue holds the descriptor to post to it).
     _maps: [Mapping; 3],
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
 }
+
+// SAFETY: a ring is made on one thread and then used by exactly one other
+// (it moves there once); its pointers refer to its own mappings.
+unsafe impl Send for Ring {}
 
 impl Ring {
     fn new(entries: u32) -> io::Result<Ring> {
@@ -367,8 +435,18 @@ impl Ring {
                 tail,
                 to_submit: 0,
                 _maps: [sq, cq, sqes],
-                fd,
+                fd: Arc::new(fd),
             })
+        }
+    }
+
+    /// Make room for one more SQE: submit when the ring is full (it is
+    /// sized so that this does not happen in practice).
+    fn room(&mut self) {
+        if self.to_submit > self.sq_mask {
+            if let Err(e) = self.enter(false, None) {
+                log::error!("FUSE over io_uring: submit: {e}");
+            }
         }
     }
 
@@ -383,10 +461,11 @@ impl Ring {
         commit_id: u64,
         qid: u16,
     ) {
+        self.room();
         let idx = self.tail & self.sq_mask;
         // SAFETY: `idx` is inside the SQE array and the index array; the
-        // slot is free since at most `depth` (< ring size) commands are
-        // queued at once and the kernel consumes them on submission.
+        // slot is free: `room` submitted what a full ring held, and the
+        // kernel consumes SQEs on submission.
         unsafe {
             let s = self.sqes.add(idx as usize * SQE_SIZE);
             ptr::write_bytes(s, 0, SQE_SIZE);
@@ -399,6 +478,31 @@ impl Ring {
             // struct fuse_uring_cmd_req {flags, commit_id, qid, padding}
             ptr::write_unaligned(s.add(48 + 8) as *mut u64, commit_id);
             ptr::write_unaligned(s.add(48 + 16) as *mut u16, qid);
+            *self.sq_array.add(idx as usize) = idx;
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: `sq_tail` points into the live SQ mapping.
+        unsafe { (*self.sq_tail).store(self.tail, Ordering::Release) };
+        self.to_submit += 1;
+    }
+
+    /// Queue a message to another ring: a completion there with
+    /// `user_data` (res 0), none here unless it fails (then one with
+    /// `MSG_FAILED` plus `user_data` without `MSG`).
+    fn push_msg(&mut self, target: RawFd, user_data: u64) {
+        self.room();
+        let idx = self.tail & self.sq_mask;
+        // SAFETY: as in `push_fuse_cmd`.
+        unsafe {
+            let s = self.sqes.add(idx as usize * SQE_SIZE);
+            ptr::write_bytes(s, 0, SQE_SIZE);
+            *s = IORING_OP_MSG_RING;
+            *s.add(1) = IOSQE_CQE_SKIP_SUCCESS;
+            ptr::write_unaligned(s.add(4) as *mut i32, target);
+            // off: the user_data posted; addr: the message kind; len: res.
+            ptr::write_unaligned(s.add(8) as *mut u64, user_data);
+            ptr::write_unaligned(s.add(16) as *mut u64, IORING_MSG_DATA);
+            ptr::write_unaligned(s.add(32) as *mut u64, MSG_FAILED | (user_data & !MSG));
             *self.sq_array.add(idx as usize) = idx;
         }
         self.tail = self.tail.wrapping_add(1);
@@ -520,52 +624,72 @@ const REGISTER_RETRY: Duration = Duration::from_millis(5);
 /// A REGISTER not refused within this long counts as accepted.
 const REGISTER_QUIET: Duration = Duration::from_millis(100);
 
-/// Where an entry is.
+/// Where an entry is, as one of its queue's threads sees it.
 #[derive(Clone, Copy, PartialEq)]
 enum EntState {
     /// REGISTER to be (re)sent at this time.
     Retry(Instant),
     /// REGISTER sent at this time, no completion yet.
     Registering(Instant),
-    /// A command is with the kernel.
+    /// A command of this thread's ring is with the kernel.
     Live,
+    /// The queue's other thread has it.
+    Away,
     /// Its command completed for good.
     Done,
 }
 
-fn queue_thread(sh: &Shared, dev: OwnedFd, qid: usize) {
-    pin(qid);
-    if let Err(e) = Queue::new(sh, dev, qid).and_then(|mut q| q.run()) {
-        log::warn!("FUSE over io_uring: queue {qid}: {e}");
-    }
+/// Completions that are not an entry's: bit 63 marks a message from the
+/// queue's other thread (bits 0-31: the entry it hands over).
+const MSG: u64 = 1 << 63;
+/// The other thread ended: end too.
+const MSG_STOP: u64 = MSG | 1 << 62;
+/// A message of ours could not be posted (the rest of the bits: which).
+const MSG_FAILED: u64 = 1 << 61;
+
+/// READs of at least this many bytes go to the queue's other thread.
+///
+/// The kernel copies a reply into the page cache while it commits it, on
+/// the committing thread's CPU. A queue's thread shares its CPU with the
+/// requester, so for a large sequential read (readahead) that copy, and
+/// the read itself, would not overlap with the reader's own work. Served
+/// and committed from a thread pinned to another CPU, they do: the entry
+/// is handed over with a message (`IORING_OP_MSG_RING`), the other thread
+/// commits it through its own ring, and the entry's next request arrives
+/// there; unless that is another large read, it is handed back.
+const BULK_READ: u32 = 64 << 10;
+
+const FUSE_READ: u32 = 15;
+
+/// SQEs per ring: commits and messages for every entry, twice over.
+fn ring_size(depth: usize) -> u32 {
+    (4 * depth + 8).next_power_of_two() as u32
 }
 
-/// One queue: its ring and entries.
-struct Queue<'a> {
-    sh: &'a Shared,
-    qid: u16,
-    // The ring is closed before the buffers it may refer to are unmapped.
-    ring: Ring,
-    dev: OwnedFd,
+/// The entries of one queue: their headers and payload buffers, shared by
+/// the queue's two threads. An entry is used by one thread at a time: the
+/// one whose ring completed its command or that was handed it.
+struct Entries {
     headers: Mapping,
     payloads: Vec<Mapping>,
     iovs: Vec<[libc::iovec; 2]>,
-    state: Vec<EntState>,
-    /// The request's payload, copied out of the entry (the reply goes into
-    /// the entry's buffer).
-    inbuf: Vec<u8>,
+    size: usize,
 }
 
-impl<'a> Queue<'a> {
-    fn new(sh: &'a Shared, dev: OwnedFd, qid: usize) -> io::Result<Queue<'a>> {
-        let depth = sh.depth;
-        let ring = Ring::new(2 * depth as u32 + 2)?;
+// SAFETY: plain memory; which thread touches an entry is decided by who
+// holds it (see above), and the kernel's accesses are ordered by the
+// commands' submission and completion.
+unsafe impl Send for Entries {}
+unsafe impl Sync for Entries {}
+
+impl Entries {
+    fn new(depth: usize, size: usize) -> io::Result<Entries> {
         let page = 4096;
         let headers = Mapping::anon((depth * HDR_STRIDE).div_ceil(page) * page)?;
         let mut payloads = Vec::with_capacity(depth);
         let mut iovs = Vec::with_capacity(depth);
         for i in 0..depth {
-            let p = Mapping::anon(sh.payload_size.div_ceil(page) * page)?;
+            let p = Mapping::anon(size.div_ceil(page) * page)?;
             iovs.push([
                 libc::iovec {
                     // SAFETY: header `i` lies inside `headers`.
@@ -574,30 +698,93 @@ impl<'a> Queue<'a> {
                 },
                 libc::iovec {
                     iov_base: p.ptr.cast(),
-                    iov_len: sh.payload_size,
+                    iov_len: size,
                 },
             ]);
             payloads.push(p);
         }
-        let now = Instant::now();
-        Ok(Queue {
-            sh,
-            qid: qid as u16,
-            ring,
-            dev,
+        Ok(Entries {
             headers,
             payloads,
             iovs,
-            state: vec![EntState::Retry(now); depth],
-            inbuf: Vec::new(),
+            size,
         })
     }
 
-    fn run(&mut self) -> io::Result<()> {
+    /// Entry `i`'s header and payload.
+    ///
+    /// # Safety
+    /// The caller holds entry `i` (see `Entries`), and uses the slices
+    /// only while it does.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self, i: usize) -> (&mut [u8], &mut [u8]) {
+        (
+            std::slice::from_raw_parts_mut(self.headers.ptr.add(i * HDR_STRIDE), HDR_LEN),
+            std::slice::from_raw_parts_mut(self.payloads[i].ptr, self.size),
+        )
+    }
+}
+
+/// A queue's two threads.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// Registers the entries, pinned to the queue's CPU, serves all but
+    /// large reads.
+    Near,
+    /// Pinned to another CPU: serves the large reads.
+    Far,
+}
+
+/// One thread of a queue: its ring and its view of the entries.
+struct Queue<'a> {
+    sh: &'a Shared,
+    role: Role,
+    qid: u16,
+    // The ring is closed before the buffers it may refer to are unmapped.
+    ring: Ring,
+    dev: OwnedFd,
+    ents: Arc<Entries>,
+    /// The other thread's ring, for messages.
+    peer: Option<Arc<OwnedFd>>,
+    state: Vec<EntState>,
+    /// The request's payload, copied out of the entry (the reply goes into
+    /// the entry's buffer).
+    inbuf: Vec<u8>,
+}
+
+impl<'a> Queue<'a> {
+    fn new(
+        sh: &'a Shared,
+        role: Role,
+        ring: Ring,
+        dev: OwnedFd,
+        ents: Arc<Entries>,
+        qid: usize,
+        peer: Option<Arc<OwnedFd>>,
+    ) -> Queue<'a> {
+        let first = match role {
+            Role::Near => EntState::Retry(Instant::now()),
+            Role::Far => EntState::Away,
+        };
+        Queue {
+            sh,
+            role,
+            qid: qid as u16,
+            ring,
+            dev,
+            state: vec![first; ents.iovs.len()],
+            ents,
+            peer,
+            inbuf: Vec::new(),
+        }
+    }
+
+    fn run(mut self) -> io::Result<()> {
         let deadline = Instant::now() + REGISTER_FOR;
-        let mut registered = false;
+        let mut registered = self.role == Role::Far;
         let mut refusals = 0u32;
         let mut end: Option<io::Result<()>> = None;
+        let mut told_to_stop = false;
         while end.is_none() {
             if !registered {
                 if self.sh.stop.load(Ordering::SeqCst) {
@@ -628,12 +815,51 @@ impl<'a> Queue<'a> {
                 break;
             }
             while let Some((user_data, res)) = self.ring.pop() {
+                if user_data == MSG_STOP {
+                    told_to_stop = true;
+                    end.get_or_insert(Ok(()));
+                    continue;
+                }
+                if user_data & MSG_FAILED != 0 {
+                    log::warn!(
+                        "FUSE over io_uring: queue {}: message to the other thread not posted: {}",
+                        self.qid,
+                        io::Error::from_raw_os_error(-res)
+                    );
+                    // An entry not handed over after all: serve it here.
+                    let i = (user_data & 0xffff_ffff) as usize;
+                    if user_data & (MSG_STOP & !MSG) == 0
+                        && i < self.state.len()
+                        && self.state[i] == EntState::Away
+                        && end.is_none()
+                    {
+                        if let Err(e) = self.serve(i) {
+                            end = Some(Err(e));
+                        }
+                    }
+                    continue;
+                }
+                if user_data & MSG != 0 {
+                    // An entry handed over, its request not yet answered.
+                    let i = (user_data & 0xffff_ffff) as usize;
+                    if i < self.state.len() && self.state[i] == EntState::Away && end.is_none() {
+                        if let Err(e) = self.serve(i) {
+                            end = Some(Err(e));
+                        }
+                    }
+                    continue;
+                }
                 let i = user_data as usize;
                 if i >= self.state.len() {
                     continue;
                 }
                 if res == 0 {
-                    if let Err(e) = self.serve(i) {
+                    let r = if self.hand_over(i) {
+                        Ok(())
+                    } else {
+                        self.serve(i)
+                    };
+                    if let Err(e) = r {
                         end = Some(Err(e));
                     }
                     continue;
@@ -686,6 +912,13 @@ impl<'a> Queue<'a> {
                 });
             }
         }
+        // The other thread may hold no command that could end it.
+        if !told_to_stop {
+            if let Some(peer) = &self.peer {
+                self.ring.push_msg(peer.as_raw_fd(), MSG_STOP);
+                let _ = self.ring.enter(false, None);
+            }
+        }
         self.drain();
         end.unwrap_or(Ok(()))
     }
@@ -697,7 +930,7 @@ impl<'a> Queue<'a> {
         for i in 0..self.state.len() {
             match self.state[i] {
                 EntState::Retry(at) if at <= now => {
-                    let iov = self.iovs[i].as_ptr();
+                    let iov = self.ents.iovs[i].as_ptr();
                     self.ring.push_fuse_cmd(
                         self.dev.as_raw_fd(),
                         FUSE_IO_URING_CMD_REGISTER,
@@ -712,25 +945,37 @@ impl<'a> Queue<'a> {
                 EntState::Registering(at) if now.duration_since(at) >= REGISTER_QUIET => {
                     self.state[i] = EntState::Live;
                 }
-                EntState::Live | EntState::Done => {}
+                EntState::Live | EntState::Done | EntState::Away => {}
                 _ => all = false,
             }
         }
         all
     }
 
+    /// Hand entry `i`, whose request just arrived, to the other thread
+    /// when it is that thread's kind of request. True when handed.
+    fn hand_over(&mut self, i: usize) -> bool {
+        let Some(peer) = &self.peer else {
+            return false;
+        };
+        // SAFETY: the entry's command completed on our ring: we hold it.
+        let (hdr, _) = unsafe { self.ents.get(i) };
+        let bulk = le_u32(hdr, 4) == FUSE_READ && le_u32(hdr, HDR_OP_IN + 16) >= BULK_READ;
+        if bulk == (self.role == Role::Far) {
+            return false;
+        }
+        self.state[i] = EntState::Away;
+        self.ring.push_msg(peer.as_raw_fd(), MSG | i as u64);
+        true
+    }
+
     /// Serve the request in entry `i` and commit the reply.
     fn serve(&mut self, i: usize) -> io::Result<()> {
-        let size = self.sh.payload_size;
-        // SAFETY: the kernel completed the entry's command, so the entry's
-        // header and payload are ours until the next command on it; both
-        // lie inside live mappings and do not overlap.
-        let (hdr, out) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(self.headers.ptr.add(i * HDR_STRIDE), HDR_LEN),
-                std::slice::from_raw_parts_mut(self.payloads[i].ptr, size),
-            )
-        };
+        let size = self.ents.size;
+        // SAFETY: the kernel completed the entry's command on our ring, or
+        // the other thread handed the entry over: it is ours until the
+        // next command on it. Header and payload do not overlap.
+        let (hdr, out) = unsafe { self.ents.get(i) };
         let commit_id = le_u64(hdr, HDR_COMMIT_ID);
         let payload_sz = (le_u32(hdr, HDR_PAYLOAD_SZ) as usize).min(size);
         self.inbuf.clear();
@@ -784,7 +1029,7 @@ impl<'a> Queue<'a> {
         in_out[8..16].copy_from_slice(&unique.to_le_bytes());
         rest[HDR_PAYLOAD_SZ - HDR_OP_IN..HDR_PAYLOAD_SZ - HDR_OP_IN + 4]
             .copy_from_slice(&(len as u32).to_le_bytes());
-        let iov = self.iovs[i].as_ptr();
+        let iov = self.ents.iovs[i].as_ptr();
         self.ring.push_fuse_cmd(
             self.dev.as_raw_fd(),
             FUSE_IO_URING_CMD_COMMIT_AND_FETCH,
@@ -795,6 +1040,9 @@ impl<'a> Queue<'a> {
         );
         self.state[i] = EntState::Live;
         self.sh.served.fetch_add(1, Ordering::Relaxed);
+        if self.role == Role::Far {
+            self.sh.far.fetch_add(1, Ordering::Relaxed);
+        }
         // Without follow-up work or more completions, the commit goes with
         // the next wait (one system call).
         if then.is_some() || self.ring.cqe_ready() {
