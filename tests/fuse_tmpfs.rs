@@ -786,3 +786,88 @@ fn missing_dev_fuse_is_reported() {
     );
     assert!(!is_mounted(&g.mp));
 }
+
+/// /dev/fuse usable by everybody (mode 0666, what udev normally gives it)
+/// while the guard lives; its mode is put back on drop. Where it is root's
+/// alone, as on some test machines, ordinary users have no FUSE at all,
+/// not even through the setuid fusermount3 (which opens it with their
+/// rights).
+struct DevFuseForAll {
+    old: Option<u32>,
+}
+
+impl DevFuseForAll {
+    fn new() -> DevFuseForAll {
+        let mode = fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o7777;
+        if mode & 0o006 == 0o006 {
+            return DevFuseForAll { old: None };
+        }
+        fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(mode | 0o666)).unwrap();
+        DevFuseForAll { old: Some(mode) }
+    }
+}
+
+impl Drop for DevFuseForAll {
+    fn drop(&mut self) {
+        if let Some(mode) = self.old.take() {
+            let _ = fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(mode));
+        }
+    }
+}
+
+/// An ordinary user's server: it mounts through fusermount3 (the kernel
+/// records the user as the mount's owner and keeps root out without
+/// allow_other), serves that user's reads and writes, and SIGTERM unmounts
+/// through `fusermount3 -u` and ends it with status 0. With the kernel's
+/// io_uring switch on (scripts/test.sh runs this suite both ways), the
+/// requests come through the rings: p2k holds the device descriptor before
+/// INIT is answered on this path too.
+#[test]
+fn ordinary_user_mounts_through_fusermount3_and_sigterm_unmounts() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: becoming nobody needs root");
+        return;
+    }
+    let _dev = DevFuseForAll::new();
+    let logdir = temp_dir("nobody-log");
+    let log = logdir.join("server.log");
+    let mut g = MountGuard::server_fg_as_nobody("nobody", "rump_tmpfs", &[], Path::new("tmpfs"), &log);
+    let line = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(g.mp.to_str().unwrap()))
+        .map(str::to_string)
+        .expect("mount in mountinfo");
+    assert!(line.contains("user_id=65534"), "not nobody's mount: {line}");
+    let mp = g.mp.display().to_string();
+    let o = as_nobody(&format!(
+        "set -e; t=$(mktemp -d); head -c 4194304 /dev/urandom > $t/src; \
+         echo hello > {mp}/f; mkdir {mp}/d; cp $t/src {mp}/d/big; cmp $t/src {mp}/d/big; \
+         rm -r $t; cat {mp}/f; stat -c %u {mp}/f {mp}/d/big"
+    ));
+    assert!(
+        o.status.success(),
+        "nobody's workload failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n65534\n65534\n");
+    let e = fs::metadata(g.path("f")).expect_err("root got into nobody's mount without allow_other");
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+    // SAFETY: signalling the server this test started.
+    unsafe { libc::kill(g.pid().unwrap(), libc::SIGTERM) };
+    let st = g
+        .wait_exit(Duration::from_secs(20))
+        .expect("server did not exit after SIGTERM");
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    assert!(!is_mounted(&g.mp), "still mounted after the server ended");
+    let text = fs::read_to_string(&log).unwrap();
+    let uring_on = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
+        .is_ok_and(|s| s.trim() == "Y");
+    assert_eq!(
+        text.contains("served through FUSE over io_uring"),
+        uring_on,
+        "io_uring switch {uring_on}, server log:\n{text}"
+    );
+    let _ = fs::remove_dir_all(&logdir);
+}

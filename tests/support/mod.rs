@@ -292,18 +292,33 @@ impl MountGuard {
     /// Start `EXE -f [args] SPECIAL MP` (any rump server) as a child and
     /// wait (bounded) for the mount to appear.
     pub fn server_fg(tag: &str, exe: &str, args: &[&str], special: &Path) -> MountGuard {
-        MountGuard::spawn_fg(tag, exe, args, special, None)
+        MountGuard::spawn_fg(tag, exe, args, special, None, false)
     }
 
     /// [`MountGuard::server_fg`] with `RUST_LOG=info` and the server's
     /// standard error written to `log`.
     pub fn server_fg_logged(tag: &str, exe: &str, args: &[&str], special: &Path, log: &Path) -> MountGuard {
-        MountGuard::spawn_fg(tag, exe, args, special, Some(log))
+        MountGuard::spawn_fg(tag, exe, args, special, Some(log), false)
     }
 
-    fn spawn_fg(tag: &str, exe: &str, args: &[&str], special: &Path, log: Option<&Path>) -> MountGuard {
+    /// [`MountGuard::server_fg_logged`] with the server run as `nobody`
+    /// (uid/gid 65534, no groups) on a mount point it owns: an ordinary
+    /// user's mount, made through fusermount3. `special` must be readable
+    /// (and, read-write, writable) by nobody.
+    pub fn server_fg_as_nobody(tag: &str, exe: &str, args: &[&str], special: &Path, log: &Path) -> MountGuard {
+        MountGuard::spawn_fg(tag, exe, args, special, Some(log), true)
+    }
+
+    fn spawn_fg(tag: &str, exe: &str, args: &[&str], special: &Path, log: Option<&Path>, nobody: bool) -> MountGuard {
         let mut g = MountGuard::new(tag);
-        let mut cmd = Command::new(bin(exe));
+        let mut cmd = if nobody {
+            std::os::unix::fs::chown(&g.mp, Some(65534), Some(65534)).unwrap();
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(bin(exe));
+            c
+        } else {
+            Command::new(bin(exe))
+        };
         cmd.arg("-f").args(args).arg(special).arg(&g.mp).stdin(Stdio::null()).stdout(Stdio::null());
         match log {
             Some(l) => {

@@ -82,7 +82,10 @@
 //! As root p2k makes the mount(2) call itself ([`kmount`]) and hands the
 //! `/dev/fuse` descriptor to fuser; it remembers the new mount's device
 //! number and later unmounts only a mount at the mount point that still has
-//! it. Ordinary users go through fuser and `fusermount3`. The FUSE session
+//! it. Ordinary users mount through the setuid `fusermount3`, which passes
+//! the descriptor back (libfuse's protocol, spoken by [`kmount`] itself so
+//! that FUSE over io_uring works for them too), and unmount through
+//! `fusermount3 -u`, with the same device-number check. The FUSE session
 //! ends when the kernel side goes away (`umount`, `fusermount3 -u`,
 //! [`Unmounter::unmount`]); a busy mount is detached lazily.
 //!
@@ -164,7 +167,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use fuser::{Config, Session, SessionACL};
 use parking_lot::Mutex;
 use rumpkern::Mount;
 
@@ -249,11 +252,14 @@ fn to_io(e: rumpkern::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.0)
 }
 
-enum How {
-    /// Mounted by p2k itself (root): our mount's device number.
-    Direct { devno: String, done: bool },
-    /// Mounted through fuser/fusermount3 (ordinary users).
-    Fuser(Option<SessionUnmounter>),
+struct How {
+    /// Our mount's device number ("major:minor"): an unmount only touches
+    /// the top mount at the mount point if it still has it.
+    devno: String,
+    /// Mounted through fusermount3 (ordinary users): unmounted through it.
+    user: bool,
+    /// The session ended: nothing is left to unmount.
+    done: bool,
 }
 
 /// Unmounts a served mount from any thread (signal handler thread, test,
@@ -272,41 +278,16 @@ impl Unmounter {
     /// nothing once the session has ended, or if the top mount at the mount
     /// point is no longer ours.
     pub fn unmount(&self) -> io::Result<()> {
-        let mut how = self.how.lock();
-        match &mut *how {
-            How::Direct { devno, done } => {
-                if *done {
-                    return Ok(());
-                }
-                kmount::unmount_ours(&self.mountpoint, devno)
-            }
-            How::Fuser(u) => {
-                let Some(mut u) = u.take() else { return Ok(()) };
-                match u.unmount() {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        log::warn!(
-                            "{}: busy; detaching it (the server exits when the last user leaves)",
-                            self.mountpoint.display()
-                        );
-                        kmount::lazy_unmount(&self.mountpoint)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+        let how = self.how.lock();
+        if how.done {
+            return Ok(());
         }
+        kmount::unmount_ours(&self.mountpoint, &how.devno, how.user)
     }
 
     /// The session is over: nothing is left to unmount.
     fn ended(&self) {
-        match &mut *self.how.lock() {
-            How::Direct { done, .. } => *done = true,
-            How::Fuser(u) => {
-                // fuser's session already took its mount handle when it
-                // ended; this one has nothing left to unmount.
-                u.take();
-            }
-        }
+        self.how.lock().done = true;
     }
 
     /// The (canonical) mount point.
@@ -388,43 +369,37 @@ impl P2kServer {
         config.n_threads = Some(threads);
         config.clone_fd = true;
 
+        let dm = kmount::DirectMount {
+            source: &fsname,
+            subtype: &subtype,
+            ro,
+            allow_other: opts.allow_other,
+            default_permissions: kernel_checks,
+        };
         // SAFETY: geteuid has no preconditions.
-        let (session, how) = if unsafe { libc::geteuid() } == 0 {
-            let dm = kmount::DirectMount {
-                source: &fsname,
-                subtype: &subtype,
-                ro,
-                allow_other: opts.allow_other,
-                default_permissions: kernel_checks,
-            };
-            let (dev, devno) = kmount::mount_direct(&mountpoint, &dm)?;
-            // For FUSE over io_uring (fuser answers INIT while it builds
-            // the session, so before it is returned).
-            if let Ok(fd) = dev.try_clone() {
-                state.set_dev_fd(fd.into());
-            }
-            match Session::from_fd(P2kFs(state.clone()), dev.into(), acl, config.clone()) {
-                Ok(s) => (s, How::Direct { devno, done: false }),
-                Err(e) => {
-                    let _ = kmount::unmount_ours(&mountpoint, &devno);
-                    return Err(e);
-                }
-            }
+        let user = unsafe { libc::geteuid() } != 0;
+        let (dev, devno) = if user {
+            kmount::mount_fusermount(&mountpoint, &dm)?
         } else {
-            let mut mo = vec![
-                MountOption::FSName(fsname),
-                MountOption::Subtype(subtype),
-                if ro { MountOption::RO } else { MountOption::RW },
-                MountOption::NoDev,
-                MountOption::NoSuid,
-            ];
-            if kernel_checks {
-                mo.push(MountOption::DefaultPermissions);
+            kmount::mount_direct(&mountpoint, &dm)?
+        };
+        // For FUSE over io_uring (fuser answers INIT while it builds the
+        // session, so before it is returned).
+        if let Ok(fd) = dev.try_clone() {
+            state.set_dev_fd(fd.into());
+        }
+        let session = match Session::from_fd(P2kFs(state.clone()), dev.into(), acl, config.clone())
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = kmount::unmount_ours(&mountpoint, &devno, user);
+                return Err(e);
             }
-            config.mount_options = mo;
-            let mut s = Session::new(P2kFs(state.clone()), &mountpoint, &config)?;
-            let u = s.unmount_callable();
-            (s, How::Fuser(Some(u)))
+        };
+        let how = How {
+            devno,
+            user,
+            done: false,
         };
         state.set_notifier(session.notifier());
         let unmounter = Unmounter {
