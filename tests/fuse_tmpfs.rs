@@ -818,7 +818,8 @@ impl Drop for DevFuseForAll {
 /// An ordinary user's server: it mounts through fusermount3 (the kernel
 /// records the user as the mount's owner and keeps root out without
 /// allow_other), serves that user's reads and writes, and SIGTERM unmounts
-/// through `fusermount3 -u` and ends it with status 0. With the kernel's
+/// through fusermount3, detaching the mount lazily while a process still
+/// has its cwd there, and the server ends with status 0 once it left. With the kernel's
 /// io_uring switch on (scripts/test.sh runs this suite both ways), the
 /// requests come through the rings: p2k holds the device descriptor before
 /// INIT is answered on this path too.
@@ -854,11 +855,29 @@ fn ordinary_user_mounts_through_fusermount3_and_sigterm_unmounts() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n65534\n65534\n");
     let e = fs::metadata(g.path("f")).expect_err("root got into nobody's mount without allow_other");
     assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+    // Busy (a process of nobody's has its cwd there): SIGTERM detaches the
+    // mount at once (fusermount3 -u -z) and the server ends when the last
+    // user leaves.
+    let mut busy = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c"])
+        .arg(format!("cd {mp} && exec sleep 60"))
+        .spawn()
+        .unwrap();
+    let cwd = format!("/proc/{}/cwd", busy.id());
+    assert!(
+        wait_for(Duration::from_secs(10), || fs::read_link(&cwd).is_ok_and(|p| p == g.mp)),
+        "the busy process did not enter the mount"
+    );
     // SAFETY: signalling the server this test started.
     unsafe { libc::kill(g.pid().unwrap(), libc::SIGTERM) };
+    let mp_path = g.mp.clone();
+    let detached = wait_for(Duration::from_secs(10), || !is_mounted(&mp_path));
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(detached, "a busy user mount was not detached on SIGTERM");
     let st = g
         .wait_exit(Duration::from_secs(20))
-        .expect("server did not exit after SIGTERM");
+        .expect("server did not exit after SIGTERM and its last user leaving");
     assert_eq!(st.code(), Some(0), "{st:?}");
     assert!(!is_mounted(&g.mp), "still mounted after the server ended");
     let text = fs::read_to_string(&log).unwrap();

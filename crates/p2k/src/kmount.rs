@@ -147,6 +147,7 @@ pub fn mount_fusermount(mp: &Path, m: &DirectMount<'_>) -> io::Result<(File, Str
     // SAFETY: socketpair returned two new descriptors we own.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let theirs_raw = theirs.as_raw_fd();
+    let before = top_mount_dev(mp);
     let mut cmd = Command::new(FUSERMOUNT);
     cmd.arg("-o")
         .arg(fusermount_opts(m))
@@ -180,20 +181,30 @@ pub fn mount_fusermount(mp: &Path, m: &DirectMount<'_>) -> io::Result<(File, Str
     drop(theirs);
     // Returns at EOF too: fusermount3 exits without sending on failure.
     let fd = recv_fd(&ours);
-    let out = child.wait_with_output()?;
-    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    match fd {
-        Ok(Some(fd)) if out.status.success() => {
+    let out = child.wait_with_output();
+    let failed = match (fd, out) {
+        (Ok(Some(fd)), Ok(out)) if out.status.success() => {
             let devno = top_mount_dev(mp).unwrap_or_default();
-            Ok((File::from(fd), devno))
+            return Ok((File::from(fd), devno));
         }
-        Ok(_) if !msg.is_empty() => Err(io::Error::other(msg)),
-        Ok(_) => Err(io::Error::other(format!(
-            "{FUSERMOUNT} failed ({}) without passing a /dev/fuse descriptor",
-            out.status
-        ))),
-        Err(e) => Err(e),
+        (Ok(_), Ok(out)) => {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if msg.is_empty() {
+                io::Error::other(format!(
+                    "{FUSERMOUNT} failed ({}) without passing a /dev/fuse descriptor",
+                    out.status
+                ))
+            } else {
+                io::Error::other(msg)
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => e,
+    };
+    // A mount fusermount3 may have made nobody serves: take it away.
+    if let Some(devno) = top_mount_dev(mp).filter(|d| Some(d) != before.as_ref()) {
+        let _ = fusermount_unmount(mp, &devno);
     }
+    Err(failed)
 }
 
 /// Receive one descriptor (SCM_RIGHTS) from `sock`; `None` at EOF.
@@ -231,16 +242,16 @@ fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
         while !c.is_null() {
             // SAFETY: `c` points at a complete cmsghdr (see above).
             unsafe {
-                if (*c).cmsg_level == libc::SOL_SOCKET
-                    && (*c).cmsg_type == libc::SCM_RIGHTS
-                    && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize
-                {
-                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
-                    // Only the first descriptor is wanted; any other
-                    // passed along is closed with its OwnedFd.
-                    let owned = OwnedFd::from_raw_fd(fd);
-                    if got.is_none() {
-                        got = Some(owned);
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let n = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize) / 4;
+                    let data = libc::CMSG_DATA(c) as *const libc::c_int;
+                    for k in 0..n {
+                        // The first descriptor is the one wanted; any
+                        // other passed along is closed with its OwnedFd.
+                        let owned = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(k)));
+                        if got.is_none() {
+                            got = Some(owned);
+                        }
                     }
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
@@ -292,7 +303,7 @@ pub fn unmount_ours(mp: &Path, devno: &str, user: bool) -> io::Result<()> {
         return Ok(());
     }
     if user {
-        return fusermount_unmount(mp);
+        return fusermount_unmount(mp, devno);
     }
     let c = cstr(mp.as_os_str().as_bytes())?;
     // SAFETY: valid path.
@@ -313,11 +324,12 @@ pub fn unmount_ours(mp: &Path, devno: &str, user: bool) -> io::Result<()> {
     }
 }
 
-/// `fusermount3 -u`, and `-u -z` (lazy) when the mount is busy.
-fn fusermount_unmount(mp: &Path) -> io::Result<()> {
+/// `fusermount3 -u`, and `-u -z` (lazy) when our mount (`devno`) is still
+/// there after it (busy: fusermount3 says so only in words).
+fn fusermount_unmount(mp: &Path, devno: &str) -> io::Result<()> {
     let run = |lazy: bool| -> io::Result<(bool, String)> {
         let mut c = Command::new(FUSERMOUNT);
-        c.arg("-u").arg("-q");
+        c.arg("-u");
         if lazy {
             c.arg("-z");
         }
@@ -337,18 +349,18 @@ fn fusermount_unmount(mp: &Path) -> io::Result<()> {
     if ok {
         return Ok(());
     }
-    if msg.contains("busy") {
-        log::warn!(
-            "{}: busy; detaching it (the server exits when the last user leaves)",
-            mp.display()
-        );
-        let (ok, msg) = run(true)?;
-        if ok {
-            return Ok(());
-        }
-        return Err(io::Error::other(format!("{FUSERMOUNT} -u -z: {msg}")));
+    if top_mount_dev(mp).as_deref() != Some(devno) {
+        return Ok(()); // gone meanwhile
     }
-    Err(io::Error::other(format!("{FUSERMOUNT} -u: {msg}")))
+    log::warn!(
+        "{}: {msg}; detaching it (the server exits when the last user leaves)",
+        mp.display()
+    );
+    let (ok, msg) = run(true)?;
+    if ok {
+        return Ok(());
+    }
+    Err(io::Error::other(format!("{FUSERMOUNT} -u -z: {msg}")))
 }
 
 /// `umount -l`.

@@ -378,10 +378,17 @@ impl P2kServer {
         };
         // SAFETY: geteuid has no preconditions.
         let user = unsafe { libc::geteuid() } != 0;
-        let (dev, devno) = if user {
-            kmount::mount_fusermount(&mountpoint, &dm)?
-        } else {
-            kmount::mount_direct(&mountpoint, &dm)?
+        // An ordinary user may still mount (CAP_SYS_ADMIN in a container):
+        // fusermount3 is the way for those who may not.
+        let (dev, devno, user) = match kmount::mount_direct(&mountpoint, &dm) {
+            Ok((dev, devno)) => (dev, devno, false),
+            Err(e)
+                if user && matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) =>
+            {
+                let (dev, devno) = kmount::mount_fusermount(&mountpoint, &dm)?;
+                (dev, devno, true)
+            }
+            Err(e) => return Err(e),
         };
         // For FUSE over io_uring (fuser answers INIT while it builds the
         // session, so before it is returned).

@@ -743,9 +743,10 @@ struct Queue<'a> {
     // The ring is closed before the buffers it may refer to are unmapped.
     ring: Ring,
     dev: OwnedFd,
-    ents: Arc<Entries>,
-    /// The other thread's ring, for messages.
+    /// The other thread's ring, for messages (closed before the buffers
+    /// go, should this thread hold the last reference to both).
     peer: Option<Arc<OwnedFd>>,
+    ents: Arc<Entries>,
     state: Vec<EntState>,
     /// The request's payload, copied out of the entry (the reply goes into
     /// the entry's buffer).
