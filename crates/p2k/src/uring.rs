@@ -461,6 +461,42 @@ impl Ring {
         commit_id: u64,
         qid: u16,
     ) {
+        self.push(|s| {
+            // SAFETY: `s` is a zeroed 128-byte SQE (see `push`).
+            unsafe {
+                *s = IORING_OP_URING_CMD;
+                ptr::write_unaligned(s.add(4) as *mut i32, dev);
+                ptr::write_unaligned(s.add(8) as *mut u32, cmd_op);
+                ptr::write_unaligned(s.add(16) as *mut u64, iov as u64);
+                ptr::write_unaligned(s.add(24) as *mut u32, 2);
+                ptr::write_unaligned(s.add(32) as *mut u64, user_data);
+                // struct fuse_uring_cmd_req {flags, commit_id, qid, padding}
+                ptr::write_unaligned(s.add(48 + 8) as *mut u64, commit_id);
+                ptr::write_unaligned(s.add(48 + 16) as *mut u16, qid);
+            }
+        });
+    }
+
+    /// Queue a message to another ring: a completion there with
+    /// `user_data` (res 0), none here unless it fails (then one with
+    /// `MSG_FAILED` plus `user_data` without `MSG`).
+    fn push_msg(&mut self, target: RawFd, user_data: u64) {
+        self.push(|s| {
+            // SAFETY: `s` is a zeroed 128-byte SQE (see `push`).
+            unsafe {
+                *s = IORING_OP_MSG_RING;
+                *s.add(1) = IOSQE_CQE_SKIP_SUCCESS;
+                ptr::write_unaligned(s.add(4) as *mut i32, target);
+                // off: the user_data posted; addr: the message kind; len: res.
+                ptr::write_unaligned(s.add(8) as *mut u64, user_data);
+                ptr::write_unaligned(s.add(16) as *mut u64, IORING_MSG_DATA);
+                ptr::write_unaligned(s.add(32) as *mut u64, MSG_FAILED | (user_data & !MSG));
+            }
+        });
+    }
+
+    /// Queue one SQE: `fill` writes it into a zeroed slot.
+    fn push(&mut self, fill: impl FnOnce(*mut u8)) {
         self.room();
         let idx = self.tail & self.sq_mask;
         // SAFETY: `idx` is inside the SQE array and the index array; the
@@ -469,40 +505,7 @@ impl Ring {
         unsafe {
             let s = self.sqes.add(idx as usize * SQE_SIZE);
             ptr::write_bytes(s, 0, SQE_SIZE);
-            *s = IORING_OP_URING_CMD;
-            ptr::write_unaligned(s.add(4) as *mut i32, dev);
-            ptr::write_unaligned(s.add(8) as *mut u32, cmd_op);
-            ptr::write_unaligned(s.add(16) as *mut u64, iov as u64);
-            ptr::write_unaligned(s.add(24) as *mut u32, 2);
-            ptr::write_unaligned(s.add(32) as *mut u64, user_data);
-            // struct fuse_uring_cmd_req {flags, commit_id, qid, padding}
-            ptr::write_unaligned(s.add(48 + 8) as *mut u64, commit_id);
-            ptr::write_unaligned(s.add(48 + 16) as *mut u16, qid);
-            *self.sq_array.add(idx as usize) = idx;
-        }
-        self.tail = self.tail.wrapping_add(1);
-        // SAFETY: `sq_tail` points into the live SQ mapping.
-        unsafe { (*self.sq_tail).store(self.tail, Ordering::Release) };
-        self.to_submit += 1;
-    }
-
-    /// Queue a message to another ring: a completion there with
-    /// `user_data` (res 0), none here unless it fails (then one with
-    /// `MSG_FAILED` plus `user_data` without `MSG`).
-    fn push_msg(&mut self, target: RawFd, user_data: u64) {
-        self.room();
-        let idx = self.tail & self.sq_mask;
-        // SAFETY: as in `push_fuse_cmd`.
-        unsafe {
-            let s = self.sqes.add(idx as usize * SQE_SIZE);
-            ptr::write_bytes(s, 0, SQE_SIZE);
-            *s = IORING_OP_MSG_RING;
-            *s.add(1) = IOSQE_CQE_SKIP_SUCCESS;
-            ptr::write_unaligned(s.add(4) as *mut i32, target);
-            // off: the user_data posted; addr: the message kind; len: res.
-            ptr::write_unaligned(s.add(8) as *mut u64, user_data);
-            ptr::write_unaligned(s.add(16) as *mut u64, IORING_MSG_DATA);
-            ptr::write_unaligned(s.add(32) as *mut u64, MSG_FAILED | (user_data & !MSG));
+            fill(s);
             *self.sq_array.add(idx as usize) = idx;
         }
         self.tail = self.tail.wrapping_add(1);
