@@ -890,3 +890,59 @@ fn ordinary_user_mounts_through_fusermount3_and_sigterm_unmounts() {
     );
     let _ = fs::remove_dir_all(&logdir);
 }
+
+/// A child process this test started, killed and reaped on drop.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `open(O_RDONLY|O_TRUNC)` of a program that is running fails with
+/// ETXTBSY and changes nothing: the file keeps its size and the program
+/// keeps running, as on the kernel's own file systems. (With the kernel
+/// passing O_TRUNC along in OPEN, FUSE_ATOMIC_O_TRUNC, the server emptied
+/// the file before the kernel refused the open, and the program died; the
+/// rare pjdfstest failure of open::etxtbsy was this, hitting a program
+/// still being loaded.) Once the program ended, the same open truncates.
+#[test]
+fn truncating_open_of_a_running_program_is_refused_and_changes_nothing() {
+    let g = MountGuard::rump_tmpfs("etxtbsy", &[]);
+    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("no sleep binary");
+    let exe = g.path("sleeper");
+    fs::copy(sleep, &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let size = fs::metadata(&exe).unwrap().len();
+    let mut child = Started(Command::new(&exe).arg("30").spawn().unwrap());
+    // Let it finish loading (spawn returns once exec is past its point of
+    // no return, while the kernel may still be reading the program).
+    std::thread::sleep(Duration::from_millis(300));
+    let trunc_ro = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_TRUNC)
+            .open(&exe)
+    };
+    let e = trunc_ro().expect_err("a running program was opened for truncation");
+    assert_eq!(e.raw_os_error(), Some(libc::ETXTBSY), "{e}");
+    assert_eq!(
+        fs::metadata(&exe).unwrap().len(),
+        size,
+        "the refused open truncated the running program"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the program died after the refused open: {:?}",
+        child.0.try_wait()
+    );
+    drop(child);
+    drop(trunc_ro().expect("truncating open once the program ended"));
+    assert_eq!(fs::metadata(&exe).unwrap().len(), 0);
+}

@@ -624,10 +624,16 @@ fn fopen_flags(open_flags: i32) -> FopenFlags {
 pub(crate) struct P2kFs(pub Arc<P2k>);
 
 /// Capabilities p2k asks for when the kernel offers them.
+///
+/// Not `FUSE_ATOMIC_O_TRUNC`: with it the kernel passes O_TRUNC along in
+/// OPEN and the server truncates before the kernel has checked write
+/// access for the truncation, so `open(O_RDONLY|O_TRUNC)` of a program
+/// being run emptied it (killing the program) and only then failed with
+/// ETXTBSY. Without it the kernel truncates through SETATTR after its
+/// checks (one request more per truncating open of an existing file).
 const WANTED: &[(InitFlags, &str)] = &[
     (InitFlags::FUSE_ASYNC_READ, "async reads"),
     (InitFlags::FUSE_BIG_WRITES, "big writes"),
-    (InitFlags::FUSE_ATOMIC_O_TRUNC, "O_TRUNC handled by open"),
     (InitFlags::FUSE_DO_READDIRPLUS, "readdirplus"),
     (InitFlags::FUSE_READDIRPLUS_AUTO, "adaptive readdirplus"),
     (
