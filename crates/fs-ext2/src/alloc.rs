@@ -81,6 +81,17 @@ fn is_group_meta(fs: &Ext2Fs, m: &Meta, g: u32, b: u64) -> bool {
 /// `resv`: the caller may use the blocks reserved for root
 /// (`s_r_blocks_count`, see [`may_use_reserved`]).
 pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64, resv: bool) -> KResult<u64> {
+    match alloc_block_once(fs, goal, resv) {
+        // Space freed by unlinks waits for the next ordering point.
+        Err(Errno::ENOSPC) if fs.has_deferred_frees() => {
+            fs.flush_pending()?;
+            alloc_block_once(fs, goal, resv)
+        }
+        r => r,
+    }
+}
+
+fn alloc_block_once(fs: &Ext2Fs, goal: u64, resv: bool) -> KResult<u64> {
     if fs.rdonly {
         return Err(Errno::EROFS);
     }
@@ -228,6 +239,16 @@ fn dirpref(fs: &Ext2Fs, m: &Meta) -> u32 {
 /// Allocate an inode for a new file in the directory `parent` (a
 /// directory when `is_dir`). Errors: ENOSPC, EIO.
 pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32> {
+    match alloc_inode_once(fs, parent, is_dir) {
+        Err(Errno::ENOSPC) if fs.has_deferred_frees() => {
+            fs.flush_pending()?;
+            alloc_inode_once(fs, parent, is_dir)
+        }
+        r => r,
+    }
+}
+
+fn alloc_inode_once(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32> {
     if fs.rdonly {
         return Err(Errno::EROFS);
     }

@@ -24,8 +24,8 @@
 //! metadata lock; the cache's buffer lock is only held inside this module.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use rumpkern::buf::BufCache;
@@ -52,6 +52,12 @@ pub struct Bio {
     /// [`Bio::barrier`], so that no buffer is held (and skipped by the
     /// cache's sync) while a barrier writes everything back.
     gate: RwLock<()>,
+    /// Blocks whose newest contents must not reach the device before the
+    /// next barrier ([`Bio::bdwrite_after_barrier`]): block -> (sequence
+    /// number of the last change, contents). Reads see them; the cache
+    /// keeps the older contents until [`Bio::release_held`].
+    held: Mutex<HashMap<u64, (u64, Vec<u8>)>>,
+    held_seq: AtomicU64,
 }
 
 impl Bio {
@@ -68,6 +74,8 @@ impl Bio {
             async_meta: AtomicBool::new(false),
             overlay: OnceLock::new(),
             gate: RwLock::new(()),
+            held: Mutex::new(HashMap::new()),
+            held_seq: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +133,9 @@ impl Bio {
         if let Some(b) = self.overlaid(bno) {
             return Ok(b.clone());
         }
+        if let Some(b) = self.held_copy(bno) {
+            return Ok(b);
+        }
         self.bread_raw(bno)
     }
 
@@ -143,6 +154,9 @@ impl Bio {
     pub fn with_block<R>(&self, bno: u64, ahead: usize, f: impl FnOnce(&[u8]) -> R) -> KResult<R> {
         if let Some(b) = self.overlaid(bno) {
             return Ok(f(b));
+        }
+        if let Some(b) = self.held_copy(bno) {
+            return Ok(f(&b));
         }
         let off = self.check(bno)?;
         let ahead = (ahead as u64).min(self.nblocks - bno) as usize;
@@ -166,7 +180,7 @@ impl Bio {
         fill: bool,
         f: impl FnOnce(&mut [u8]) -> (R, bool),
     ) -> KResult<R> {
-        if self.overlaid(bno).is_some() {
+        if self.overlaid(bno).is_some() || self.is_held(bno) {
             let mut v = self.bread(bno)?;
             let (r, changed) = f(&mut v);
             if changed {
@@ -215,6 +229,11 @@ impl Bio {
     /// Write one block at `bno`, synchronously (metadata; delayed with
     /// `-o async`).
     pub fn bwrite(&self, bno: u64, data: &[u8]) -> KResult<()> {
+        if self.is_held(bno) {
+            // Its held contents may reach the device only after a barrier.
+            self.barrier()?;
+            self.unhold(bno, bno);
+        }
         let _g = self.shared();
         let b = self.put(bno, data)?;
         if self.async_meta.load(Ordering::Relaxed) {
@@ -227,8 +246,109 @@ impl Bio {
 
     /// Write one block at `bno`, delayed (file data).
     pub fn bdwrite(&self, bno: u64, data: &[u8]) -> KResult<()> {
+        // A held block stays held: the new contents include the change
+        // that has to wait.
+        if self.replace_held(bno, data) {
+            return Ok(());
+        }
         let _g = self.shared();
         self.put(bno, data)?.bdwrite();
+        Ok(())
+    }
+
+    /// Write one block at `bno`, delayed, and not before the next
+    /// [`Bio::barrier`] has made everything written or dirty until now
+    /// durable: the contents are held in memory (reads see them) until
+    /// [`Bio::release_held`] after that barrier. For a change whose
+    /// premise is a write just made dirty (a directory entry's removal
+    /// after the link count drop). Returns how many blocks are held.
+    /// With `-o async`: a plain delayed write.
+    pub fn bdwrite_after_barrier(&self, bno: u64, data: &[u8]) -> KResult<usize> {
+        if self.is_async() {
+            self.bdwrite(bno, data)?;
+            return Ok(0);
+        }
+        if data.len() != self.bsize as usize {
+            return Err(Errno::EINVAL);
+        }
+        self.check(bno)?;
+        let seq = self.held_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.insert(bno, (seq, data.to_vec()));
+        Ok(h.len())
+    }
+
+    /// Are blocks held ([`Bio::bdwrite_after_barrier`])?
+    pub fn has_held(&self) -> bool {
+        !self.held.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// The held blocks as they are now: (block, sequence, contents).
+    pub fn held_snapshot(&self) -> Vec<(u64, u64, Vec<u8>)> {
+        let h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = h.iter().map(|(b, (q, d))| (*b, *q, d.clone())).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v
+    }
+
+    /// After a barrier that followed [`Bio::held_snapshot`]: write the
+    /// snapshot's contents as delayed writes, and stop holding the blocks
+    /// not changed since (the others stay held with their newer contents,
+    /// which the barrier did not cover).
+    pub fn release_held(&self, snap: Vec<(u64, u64, Vec<u8>)>) -> KResult<()> {
+        for (bno, seq, data) in snap {
+            {
+                let _g = self.shared();
+                self.put(bno, &data)?.bdwrite();
+            }
+            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            if h.get(&bno).is_some_and(|(q, _)| *q == seq) {
+                h.remove(&bno);
+            }
+        }
+        Ok(())
+    }
+
+    fn is_held(&self, bno: u64) -> bool {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&bno)
+    }
+
+    fn held_copy(&self, bno: u64) -> Option<Vec<u8>> {
+        let h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.get(&bno).map(|(_, d)| d.clone())
+    }
+
+    /// New contents for a held block (true), or false if it is not held.
+    fn replace_held(&self, bno: u64, data: &[u8]) -> bool {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = h.get_mut(&bno) else {
+            return false;
+        };
+        if data.len() == e.1.len() {
+            e.0 = self.held_seq.fetch_add(1, Ordering::Relaxed) + 1;
+            e.1.copy_from_slice(data);
+            return true;
+        }
+        false
+    }
+
+    /// Forget held contents of blocks `first..=last` (overwritten by
+    /// something else: a freed directory block reused).
+    fn unhold(&self, first: u64, last: u64) {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !h.is_empty() {
+            h.retain(|b, _| *b < first || *b > last);
+        }
+    }
+
+    /// Make held blocks durable after everything else (for sync, fsync,
+    /// unmount): barrier, release, and the caller's flush follows.
+    fn settle_held(&self) -> KResult<()> {
+        while self.has_held() {
+            let snap = self.held_snapshot();
+            self.barrier()?;
+            self.release_held(snap)?;
+        }
         Ok(())
     }
 
@@ -250,6 +370,7 @@ impl Bio {
         let last = bno.checked_add(count - 1).ok_or(Errno::EIO)?;
         let off = self.check(bno)?;
         self.check(last)?;
+        self.unhold(bno, last);
         let _g = self.shared();
         self.cache.purge_range(off, len as u64, bs)?;
         self.dev.writev_at_delayed(off, data).map_err(Errno::from)
@@ -260,6 +381,7 @@ impl Bio {
     /// next [`Bio::barrier`].
     pub fn bzero_delayed(&self, bno: u64) -> KResult<()> {
         let off = self.check(bno)?;
+        self.unhold(bno, bno);
         let _g = self.shared();
         let mut b = self.cache.getblk(off, self.bsize as usize)?;
         b.data_mut().fill(0);
@@ -269,6 +391,9 @@ impl Bio {
 
     /// Write `count` zero blocks from `bno`, synchronously.
     pub fn bzero(&self, bno: u64, count: u64) -> KResult<()> {
+        if count > 0 {
+            self.unhold(bno, bno.saturating_add(count - 1));
+        }
         let z = vec![0u8; self.bsize as usize];
         for i in 0..count {
             self.bwrite(bno.checked_add(i).ok_or(Errno::EIO)?, &z)?;
@@ -283,11 +408,13 @@ impl Bio {
 
     /// Write every delayed block and make everything durable.
     pub fn flush(&self) -> KResult<()> {
+        self.settle_held()?;
         self.cache.sync(true)
     }
 
     /// Stop the syncer and write everything back (unmount).
     pub fn shutdown(&self) -> KResult<()> {
+        self.settle_held()?;
         self.cache.shutdown()
     }
 }

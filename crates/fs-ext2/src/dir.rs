@@ -385,18 +385,31 @@ pub(crate) fn rename_in_place(
     invalidate_on_error(ix, r)
 }
 
+/// How a changed directory block is written.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum DirWrite {
+    /// Now (synchronously).
+    Sync,
+    /// A delayed write: for a change that only has to come after changes
+    /// already durable.
+    Delayed,
+    /// Delayed, and only after the next barrier
+    /// ([`Ext2Fs::write_after_barrier`]): for a change that has to come
+    /// after a delayed write just made.
+    AfterBarrier,
+}
+
 /// Remove the entry `name` (which must point at `ino`): the space goes to
 /// the previous entry of its block, or the entry is marked unused when it
-/// is the first. The block is written synchronously, or with `delayed` as
-/// a delayed write (for a removal that only has to come after changes
-/// already durable). Returns the removed entry's type. Errors: ENOENT, EIO.
+/// is the first. The block is written as `how` says. Returns the removed
+/// entry's type. Errors: ENOENT, EIO.
 pub(crate) fn remove_entry(
     fs: &Ext2Fs,
     dino: u32,
     d: &Inode,
     name: &[u8],
     ino: u32,
-    delayed: bool,
+    how: DirWrite,
     ix: &mut Option<DirIndex>,
 ) -> KResult<u8> {
     let r = (|| {
@@ -430,10 +443,10 @@ pub(crate) fn remove_entry(
                     put_dirent(&mut blk, off, &nh, fs.geo.filetype)?;
                 }
             }
-            if delayed {
-                fs.bio.bdwrite(p, &blk)?;
-            } else {
-                fs.bio.bwrite(p, &blk)?;
+            match how {
+                DirWrite::Sync => fs.bio.bwrite(p, &blk)?,
+                DirWrite::Delayed => fs.bio.bdwrite(p, &blk)?,
+                DirWrite::AfterBarrier => fs.write_after_barrier(p, &blk)?,
             }
             if let Some(x) = ix.as_mut() {
                 x.names.remove(name);

@@ -11,7 +11,7 @@
 //! other way round, never two node mutexes at once, and never the vnode
 //! cache while holding either.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -48,6 +48,10 @@ pub(crate) struct Meta {
 /// in the background (the syncer), and in its own thread (memory bound).
 const PENDING_KICK: usize = 4096;
 const PENDING_MAX: usize = 16384;
+/// The same for directory blocks held until after a barrier
+/// ([`Ext2Fs::write_after_barrier`]).
+const HELD_KICK: usize = 256;
+const HELD_MAX: usize = 1024;
 
 /// One mounted ext2 file system.
 pub struct Ext2Fs {
@@ -75,6 +79,22 @@ pub struct Ext2Fs {
     /// Writes held-back inode updates every [`crate::bio::SYNC_INTERVAL`]
     /// (read-write mounts).
     pending_syncer: Mutex<Option<Syncer>>,
+    /// Inodes whose link count drop went out as a plain delayed write
+    /// ([`Ext2Fs::write_inode_unordered`]) and may not be durable yet.
+    unordered: Mutex<HashSet<u32>>,
+    /// What freeing such an inode gave back (its blocks, its number):
+    /// reused only after the next ordering point has made the count and
+    /// the entry's removal durable, so that a crash cannot bring the
+    /// unlinked file back with another file's data in its blocks.
+    deferred: Mutex<Vec<DeferredFree>>,
+}
+
+/// Blocks and an inode number freed at an inode's release, given back at
+/// the next ordering point ([`Ext2Fs::defer_free`]).
+pub(crate) struct DeferredFree {
+    pub blocks: Vec<u64>,
+    pub ino: u32,
+    pub is_dir: bool,
 }
 
 /// `s_errors` / `errors=continue`: log, mark the superblock, go on.
@@ -166,6 +186,8 @@ impl Ext2Fs {
             ro_reason,
             epoch: Mutex::new(()),
             pending_syncer: Mutex::new(None),
+            unordered: Mutex::new(HashSet::new()),
+            deferred: Mutex::new(Vec::new()),
         });
         {
             let e = lk(&fs.meta).sb.errors as u8;
@@ -359,7 +381,7 @@ impl Ext2Fs {
             return Err(Errno::EROFS);
         }
         let mut m = lk(&self.meta);
-        if !m.pending.is_empty() && inode.links > 0 && !self.bio.is_async() {
+        if (!m.pending.is_empty() || self.bio.has_held()) && inode.links > 0 && !self.bio.is_async() {
             drop(m);
             self.flush_pending()?;
             self.bio.barrier()?;
@@ -410,6 +432,63 @@ impl Ext2Fs {
         Ok(())
     }
 
+    /// Write inode `ino` as a plain delayed write, in no order with
+    /// anything: durable at the next barrier at the latest. For a link
+    /// count drop whose directory entry's removal then waits for that
+    /// barrier ([`Ext2Fs::write_after_barrier`]). Returns false, writing
+    /// nothing, where an update of the inode is held back (it must not
+    /// overtake that one: the caller writes synchronously instead). The
+    /// caller holds the node's lock, so none can be added meanwhile.
+    pub fn write_inode_unordered(&self, ino: u32, inode: &Inode) -> KResult<bool> {
+        if self.rdonly {
+            return Err(Errno::EROFS);
+        }
+        let m = lk(&self.meta);
+        if m.pending.contains_key(&ino) {
+            return Ok(false);
+        }
+        self.put_inode_locked(&m, ino, inode, false)?;
+        if !self.bio.is_async() {
+            lk(&self.unordered).insert(ino);
+        }
+        Ok(true)
+    }
+
+    /// Free `f` at the next ordering point if its inode's link count drop
+    /// may not be durable yet (true: deferred), else false (free now).
+    pub(crate) fn defer_free(&self, f: DeferredFree) -> Result<bool, DeferredFree> {
+        if !lk(&self.unordered).contains(&f.ino) {
+            return Err(f);
+        }
+        lk(&self.deferred).push(f);
+        Ok(true)
+    }
+
+    /// Are frees waiting for the next ordering point?
+    pub(crate) fn has_deferred_frees(&self) -> bool {
+        !lk(&self.deferred).is_empty()
+    }
+
+    /// Write directory block `bno` (delayed) only after everything dirty
+    /// now is durable: held in memory until the next ordering point
+    /// ([`Ext2Fs::flush_pending`]), which releases it between its two
+    /// barriers. For an entry's removal after the link count drop written
+    /// with [`Ext2Fs::write_inode_unordered`]: a crash can then leave the
+    /// entry naming an inode with one link too few or none, which e2fsck
+    /// -p repairs, never an inode without its entry. An unlink costs no
+    /// synchronous write.
+    pub fn write_after_barrier(&self, bno: u64, data: &[u8]) -> KResult<()> {
+        let n = self.bio.bdwrite_after_barrier(bno, data)?;
+        if n >= HELD_MAX {
+            self.flush_pending()?;
+        } else if n == HELD_KICK {
+            if let Some(s) = lk(&self.pending_syncer).as_ref() {
+                s.kick();
+            }
+        }
+        Ok(())
+    }
+
     /// Write a new inode's first state, delayed and in no particular order
     /// with anything else: for an inode with no links, or an empty regular
     /// file (a crash can only leave it unattached, or leave an entry
@@ -426,17 +505,21 @@ impl Ext2Fs {
         self.put_inode_locked(&m, ino, inode, false)
     }
 
-    /// Ordering point: make every dirty block durable, then write the
-    /// inode updates held back until now (delayed; the next write-back
-    /// takes them).
+    /// Ordering point: make every dirty block durable, then release the
+    /// directory blocks held until now ([`Ext2Fs::write_after_barrier`])
+    /// and make them durable too, then write the inode updates held back
+    /// until now (delayed; the next write-back takes them).
     pub fn flush_pending(&self) -> KResult<()> {
         if self.rdonly {
             return Ok(());
         }
         let _e = lk(&self.epoch);
+        let held = self.bio.held_snapshot();
+        let unordered: Vec<u32> = lk(&self.unordered).iter().copied().collect();
+        let deferred = std::mem::take(&mut *lk(&self.deferred));
         let mut snap: Vec<(u32, u64, Inode)> = {
             let m = lk(&self.meta);
-            if m.pending.is_empty() {
+            if m.pending.is_empty() && held.is_empty() && unordered.is_empty() && deferred.is_empty() {
                 return Ok(());
             }
             m.pending
@@ -445,7 +528,37 @@ impl Ext2Fs {
                 .collect()
         };
         snap.sort_unstable_by_key(|e| e.0);
-        self.bio.barrier()?;
+        if let Err(e) = self.bio.barrier() {
+            lk(&self.deferred).extend(deferred);
+            return Err(e);
+        }
+        {
+            let mut u = lk(&self.unordered);
+            for ino in &unordered {
+                u.remove(ino);
+            }
+        }
+        if !held.is_empty() || !deferred.is_empty() {
+            // Directory blocks whose premises the barrier made durable;
+            // durable themselves before the held-back inodes (a new
+            // entry in one of them comes before its inode's link count)
+            // and before the unlinked inodes' blocks and numbers can be
+            // reused.
+            let r = self.bio.release_held(held).and_then(|_| self.bio.barrier());
+            if let Err(e) = r {
+                lk(&self.deferred).extend(deferred);
+                return Err(e);
+            }
+            let mut first = Ok(());
+            for f in deferred {
+                let r = crate::alloc::free_blocks(self, &f.blocks)
+                    .and(crate::alloc::free_inode(self, f.ino, f.is_dir));
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first?;
+        }
         let mut m = lk(&self.meta);
         for (ino, seq, inode) in snap {
             // Gone: a synchronous write superseded it. Newer: write the
@@ -553,10 +666,15 @@ impl Ext2Fs {
 
     /// Free blocks, free inodes, reserved blocks (statvfs).
     pub fn counts(&self) -> (u64, u64, u64) {
+        // Frees waiting for the next ordering point count as done: they
+        // are (an allocation that needs them runs that point first).
+        let (db, di) = lk(&self.deferred)
+            .iter()
+            .fold((0u64, 0u64), |(b, i), f| (b + f.blocks.len() as u64, i + 1));
         let m = lk(&self.meta);
         (
-            m.sb.free_blocks_count as u64,
-            m.sb.free_inodes_count as u64,
+            m.sb.free_blocks_count as u64 + db,
+            m.sb.free_inodes_count as u64 + di,
             m.sb.r_blocks_count as u64,
         )
     }

@@ -39,7 +39,7 @@ use rumpkern::{
 
 use crate::alloc;
 use crate::bmap::{self, MapCache};
-use crate::dir;
+use crate::dir::{self, DirWrite};
 use crate::format::*;
 use crate::fs::{lk, Ext2Fs};
 
@@ -341,14 +341,23 @@ impl Ext2Node {
         // dtime say; so the frees below may land first.
         fs.write_inode_delayed(self.ino, &i)?;
         drop(i);
-        let r1 = alloc::free_blocks(fs, &freed);
         let r2 = if ea != 0 {
             self.release_ea_block(ea)
         } else {
             Ok(())
         };
-        let r3 = alloc::free_inode(fs, self.ino, self.vtype == VType::Dir);
-        r1.and(r2).and(r3)
+        // After an unlink whose link count drop may not be durable yet,
+        // the blocks and the number wait for the next ordering point.
+        let f = crate::fs::DeferredFree {
+            blocks: freed,
+            ino: self.ino,
+            is_dir: self.vtype == VType::Dir,
+        };
+        let r1 = match fs.defer_free(f) {
+            Ok(_) => Ok(()),
+            Err(f) => alloc::free_blocks(fs, &f.blocks).and(alloc::free_inode(fs, f.ino, f.is_dir)),
+        };
+        r1.and(r2)
     }
 
     /// Drop this inode's reference to its extended attribute block (shared
@@ -542,13 +551,36 @@ impl Ext2Node {
         self.write(&i)
     }
 
+    /// Drop one link for an unlink: the new count as a plain delayed write
+    /// (true), or synchronously where an update of the inode is held back
+    /// (false; see [`Ext2Fs::write_inode_unordered`]).
+    fn drop_link_unordered(&self) -> KResult<bool> {
+        let mut i = lk(&self.inner);
+        if i.links == 0 {
+            return Err(self
+                .fs
+                .corrupt(format_args!("inode {}: link count below zero", self.ino)));
+        }
+        i.links -= 1;
+        i.ctime = now();
+        let r = match self.fs.write_inode_unordered(self.ino, &i) {
+            Ok(true) => Ok(true),
+            Ok(false) => self.write(&i).map(|_| false),
+            Err(e) => Err(e),
+        };
+        if r.is_err() {
+            i.links += 1;
+        }
+        r
+    }
+
     /// Remove entry `name` (pointing at `ino`) from this directory, with
     /// `dir_links` added to the directory's own link count; the directory
-    /// block is written synchronously unless `delayed`.
-    fn unlink_entry(&self, name: &[u8], ino: u32, dir_links: i32, delayed: bool) -> KResult<()> {
+    /// block is written as `how` says.
+    fn unlink_entry(&self, name: &[u8], ino: u32, dir_links: i32, how: DirWrite) -> KResult<()> {
         let mut d = lk(&self.inner);
         self.dir_prepare(&mut d)?;
-        dir::remove_entry(&self.fs, self.ino, &d, name, ino, delayed, &mut lk(&self.dindex))?;
+        dir::remove_entry(&self.fs, self.ino, &d, name, ino, how, &mut lk(&self.dindex))?;
         let t = now();
         d.mtime = t;
         d.ctime = t;
@@ -808,13 +840,21 @@ impl VnodeOps for Ext2Node {
         }
         // The link count drops before the entry goes (a crash in between
         // leaves an entry naming an unlinked inode, which e2fsck -p clears;
-        // the other order would leave an unattached inode). The count is
-        // written synchronously, so the entry's removal only has to come
-        // later: a delayed write. (Its inode number cannot be reused on the
-        // device first: a new inode is held back until every dirty block,
-        // this one included, is durable.)
-        let r = n.adjust_links(-1).and_then(|_| {
-            self.unlink_entry(name, f.ino, 0, true).inspect_err(|_| {
+        // the other order would leave an unattached inode). The count is a
+        // plain delayed write and the entry's removal waits for the next
+        // barrier, which makes the count durable first
+        // (`Ext2Fs::write_after_barrier`); where an update of the inode is
+        // held back already, the count is written synchronously and the
+        // removal is a plain delayed write. (The inode number cannot be
+        // reused on the device first: a new inode is held back until
+        // every dirty block, and every held directory block, is durable.)
+        let r = n.drop_link_unordered().and_then(|unordered| {
+            let how = if unordered {
+                DirWrite::AfterBarrier
+            } else {
+                DirWrite::Delayed
+            };
+            self.unlink_entry(name, f.ino, 0, how).inspect_err(|_| {
                 let _ = n.adjust_links(1);
             })
         });
@@ -852,7 +892,7 @@ impl VnodeOps for Ext2Node {
                 n.write(&i)?;
                 saved
             };
-            self.unlink_entry(name, n.ino, -1, false).inspect_err(|_| {
+            self.unlink_entry(name, n.ino, -1, DirWrite::Sync).inspect_err(|_| {
                 let mut i = lk(&n.inner);
                 i.links = saved;
                 let _ = n.write(&i);
@@ -1029,7 +1069,7 @@ impl VnodeOps for Ext2Node {
                 return Err(e);
             }
             // 3. The old name goes.
-            fdir.unlink_entry(fname, src.ino, if moved { -1 } else { 0 }, false)?;
+            fdir.unlink_entry(fname, src.ino, if moved { -1 } else { 0 }, DirWrite::Sync)?;
             // 4. Back to the right link count; a moved directory's "..".
             let mut i = lk(&snode.inner);
             i.links = i.links.saturating_sub(1);

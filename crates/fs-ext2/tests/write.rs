@@ -612,12 +612,15 @@ fn large_writes_past_eof_reach_the_device_at_once() {
     mp.unmount(false).unwrap();
 }
 
-/// Unlink and link write one block synchronously (the inode's link
-/// count) when nothing is held back; the directory block and a freed
-/// inode's last update follow as delayed writes (their order is argued in vnops.rs, and
-/// tests/crash.rs `power_cut_during_unlinks_and_links` checks it).
+/// Unlink writes nothing synchronously: the link count drop is a plain
+/// delayed write and the directory block waits for the next barrier
+/// (`Ext2Fs::write_after_barrier`), while lookups already miss the name
+/// and statvfs already counts the freed blocks and inode. Link writes one
+/// block synchronously (the inode's link count) when nothing is held
+/// back. The order is argued in vnops.rs; tests/crash.rs
+/// `power_cut_during_unlinks_and_links` checks it.
 #[test]
-fn unlink_and_link_write_one_block_synchronously() {
+fn unlink_writes_nothing_synchronously_and_link_one_block() {
     let (_t, fault, mp) = counted_mount("unlinkdev", 8 * 1024, 1024);
     let c = Cred::root();
     let root = mp.root().unwrap();
@@ -626,9 +629,18 @@ fn unlink_and_link_write_one_block_synchronously() {
         f.write(&pattern(5000, 3), 0, 0, &c).unwrap();
     }
     mp.sync(true).unwrap();
+    let before = mp.statvfs().unwrap();
     fault.reset_counters();
     root.remove(b"a", &c).unwrap();
-    assert_eq!(fault.writes(), 1, "device writes during unlink");
+    assert_eq!(fault.writes(), 0, "device writes during unlink");
+    assert_eq!(root.lookup(b"a", &c).err(), Some(Errno::ENOENT));
+    let after = mp.statvfs().unwrap();
+    assert_eq!(after.ffree, before.ffree + 1, "the inode is not counted free");
+    assert!(after.bfree >= before.bfree + 5, "blocks not counted free: {} -> {}", before.bfree, after.bfree);
+    mp.sync(true).unwrap();
+    assert!(fault.writes() > 0, "sync wrote nothing after the unlink");
+    assert_eq!(root.lookup(b"a", &c).err(), Some(Errno::ENOENT));
+    assert_eq!(mp.statvfs().unwrap().bfree, after.bfree, "sync changed the free count");
     let b = root.lookup(b"b", &c).unwrap();
     // (Held-back updates would be made durable first: see write_inode.)
     mp.sync(true).unwrap();
