@@ -297,12 +297,19 @@ impl Bio {
     /// which the barrier did not cover).
     pub fn release_held(&self, snap: Vec<(u64, u64, Vec<u8>)>) -> KResult<()> {
         for (bno, seq, data) in snap {
+            // Under the lock, so that a block un-held meanwhile (written
+            // with newer contents by `bwrite`, or reused for something
+            // else) is not overwritten with the snapshot. Nothing takes
+            // `held` while holding the gate or a buffer.
+            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(q) = h.get(&bno).map(|(q, _)| *q) else {
+                continue;
+            };
             {
                 let _g = self.shared();
                 self.put(bno, &data)?.bdwrite();
             }
-            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            if h.get(&bno).is_some_and(|(q, _)| *q == seq) {
+            if q == seq {
                 h.remove(&bno);
             }
         }
@@ -344,7 +351,12 @@ impl Bio {
     /// Make held blocks durable after everything else (for sync, fsync,
     /// unmount): barrier, release, and the caller's flush follows.
     fn settle_held(&self) -> KResult<()> {
-        while self.has_held() {
+        // What is held when this starts; changes made meanwhile (a stream
+        // of unlinks) may stay held for a later round.
+        for _ in 0..3 {
+            if !self.has_held() {
+                break;
+            }
             let snap = self.held_snapshot();
             self.barrier()?;
             self.release_held(snap)?;

@@ -11,7 +11,7 @@
 //! other way round, never two node mutexes at once, and never the vnode
 //! cache while holding either.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -81,7 +81,11 @@ pub struct Ext2Fs {
     pending_syncer: Mutex<Option<Syncer>>,
     /// Inodes whose link count drop went out as a plain delayed write
     /// ([`Ext2Fs::write_inode_unordered`]) and may not be durable yet.
-    unordered: Mutex<HashSet<u32>>,
+    unordered: Mutex<HashMap<u32, u64>>,
+    unordered_seq: std::sync::atomic::AtomicU64,
+    /// Blocks and inodes of deferred frees taken by an ordering point and
+    /// not yet given back (statvfs counts them free).
+    inflight_free: Mutex<(u64, u64)>,
     /// What freeing such an inode gave back (its blocks, its number):
     /// reused only after the next ordering point has made the count and
     /// the entry's removal durable, so that a crash cannot bring the
@@ -186,7 +190,9 @@ impl Ext2Fs {
             ro_reason,
             epoch: Mutex::new(()),
             pending_syncer: Mutex::new(None),
-            unordered: Mutex::new(HashSet::new()),
+            unordered: Mutex::new(HashMap::new()),
+            unordered_seq: std::sync::atomic::AtomicU64::new(0),
+            inflight_free: Mutex::new((0, 0)),
             deferred: Mutex::new(Vec::new()),
         });
         {
@@ -449,24 +455,37 @@ impl Ext2Fs {
         }
         self.put_inode_locked(&m, ino, inode, false)?;
         if !self.bio.is_async() {
-            lk(&self.unordered).insert(ino);
+            let seq = self.unordered_seq.fetch_add(1, Ordering::Relaxed) + 1;
+            lk(&self.unordered).insert(ino, seq);
         }
         Ok(true)
+    }
+
+    /// Is `ino`'s link count drop possibly not durable yet?
+    pub(crate) fn is_unordered(&self, ino: u32) -> bool {
+        lk(&self.unordered).contains_key(&ino)
+    }
+
+    /// Are link count drops or held directory blocks waiting for an
+    /// ordering point?
+    pub(crate) fn has_unordered(&self) -> bool {
+        !lk(&self.unordered).is_empty() || self.bio.has_held()
     }
 
     /// Free `f` at the next ordering point if its inode's link count drop
     /// may not be durable yet (true: deferred), else false (free now).
     pub(crate) fn defer_free(&self, f: DeferredFree) -> Result<bool, DeferredFree> {
-        if !lk(&self.unordered).contains(&f.ino) {
+        if !lk(&self.unordered).contains_key(&f.ino) {
             return Err(f);
         }
         lk(&self.deferred).push(f);
         Ok(true)
     }
 
-    /// Are frees waiting for the next ordering point?
+    /// Are frees waiting for an ordering point (or being given back by
+    /// one)?
     pub(crate) fn has_deferred_frees(&self) -> bool {
-        !lk(&self.deferred).is_empty()
+        !lk(&self.deferred).is_empty() || *lk(&self.inflight_free) != (0, 0)
     }
 
     /// Write directory block `bno` (delayed) only after everything dirty
@@ -480,7 +499,11 @@ impl Ext2Fs {
     pub fn write_after_barrier(&self, bno: u64, data: &[u8]) -> KResult<()> {
         let n = self.bio.bdwrite_after_barrier(bno, data)?;
         if n >= HELD_MAX {
-            self.flush_pending()?;
+            // The write itself is done (held): a failure here is the
+            // ordering point's, reported by the next one.
+            if let Err(e) = self.flush_pending() {
+                log::warn!("ext2fs: ordering point after {n} held blocks: {e}");
+            }
         } else if n == HELD_KICK {
             if let Some(s) = lk(&self.pending_syncer).as_ref() {
                 s.kick();
@@ -514,28 +537,52 @@ impl Ext2Fs {
             return Ok(());
         }
         let _e = lk(&self.epoch);
-        let held = self.bio.held_snapshot();
-        let unordered: Vec<u32> = lk(&self.unordered).iter().copied().collect();
-        let deferred = std::mem::take(&mut *lk(&self.deferred));
+        // Pending inodes first, held blocks last: a held block's change
+        // made before an inode update was held back (a new entry before
+        // its inode's link count) is then in this round's release.
         let mut snap: Vec<(u32, u64, Inode)> = {
             let m = lk(&self.meta);
-            if m.pending.is_empty() && held.is_empty() && unordered.is_empty() && deferred.is_empty() {
-                return Ok(());
-            }
             m.pending
                 .iter()
                 .map(|(ino, (seq, i))| (*ino, *seq, i.clone()))
                 .collect()
         };
+        let unordered: Vec<(u32, u64)> = lk(&self.unordered).iter().map(|(i, q)| (*i, *q)).collect();
+        let deferred = {
+            let mut d = lk(&self.deferred);
+            let taken = std::mem::take(&mut *d);
+            let mut inf = lk(&self.inflight_free);
+            for f in &taken {
+                inf.0 += f.blocks.len() as u64;
+                inf.1 += 1;
+            }
+            taken
+        };
+        let held = self.bio.held_snapshot();
+        if snap.is_empty() && held.is_empty() && unordered.is_empty() && deferred.is_empty() {
+            return Ok(());
+        }
+        let give_back = |deferred: Vec<DeferredFree>| -> Vec<DeferredFree> {
+            let mut inf = lk(&self.inflight_free);
+            for f in &deferred {
+                inf.0 = inf.0.saturating_sub(f.blocks.len() as u64);
+                inf.1 = inf.1.saturating_sub(1);
+            }
+            deferred
+        };
         snap.sort_unstable_by_key(|e| e.0);
         if let Err(e) = self.bio.barrier() {
-            lk(&self.deferred).extend(deferred);
+            let d = give_back(deferred);
+            lk(&self.deferred).extend(d);
             return Err(e);
         }
         {
+            // Durable now, unless dropped again meanwhile (a second link).
             let mut u = lk(&self.unordered);
-            for ino in &unordered {
-                u.remove(ino);
+            for (ino, q) in &unordered {
+                if u.get(ino) == Some(q) {
+                    u.remove(ino);
+                }
             }
         }
         if !held.is_empty() || !deferred.is_empty() {
@@ -546,13 +593,15 @@ impl Ext2Fs {
             // reused.
             let r = self.bio.release_held(held).and_then(|_| self.bio.barrier());
             if let Err(e) = r {
-                lk(&self.deferred).extend(deferred);
+                let d = give_back(deferred);
+                lk(&self.deferred).extend(d);
                 return Err(e);
             }
             let mut first = Ok(());
             for f in deferred {
                 let r = crate::alloc::free_blocks(self, &f.blocks)
                     .and(crate::alloc::free_inode(self, f.ino, f.is_dir));
+                give_back(vec![f]);
                 if first.is_ok() {
                     first = r;
                 }
@@ -668,9 +717,12 @@ impl Ext2Fs {
     pub fn counts(&self) -> (u64, u64, u64) {
         // Frees waiting for the next ordering point count as done: they
         // are (an allocation that needs them runs that point first).
-        let (db, di) = lk(&self.deferred)
-            .iter()
-            .fold((0u64, 0u64), |(b, i), f| (b + f.blocks.len() as u64, i + 1));
+        let (db, di) = {
+            let d = lk(&self.deferred);
+            let inf = lk(&self.inflight_free);
+            d.iter()
+                .fold(*inf, |(b, i), f| (b + f.blocks.len() as u64, i + 1))
+        };
         let m = lk(&self.meta);
         (
             m.sb.free_blocks_count as u64 + db,

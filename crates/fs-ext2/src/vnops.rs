@@ -323,6 +323,11 @@ impl Ext2Node {
     /// gone: its blocks, then the inode.
     fn release(&self) -> KResult<()> {
         let fs = &self.fs;
+        // A shared xattr block is released at once (its reference count,
+        // or its freeing), so the link count drop must be durable first.
+        if lk(&self.inner).file_acl != 0 && fs.is_unordered(self.ino) {
+            fs.flush_pending()?;
+        }
         let mut i = lk(&self.inner);
         let freed = if self.has_block_map(&i) {
             bmap::truncate_map(fs, self.ino, &mut i, 0)?
@@ -877,6 +882,14 @@ impl VnodeOps for Ext2Node {
             let n = node(&vp)?;
             if self.frozen() || n.frozen() {
                 return Err(Errno::EPERM);
+            }
+            // The drops of the children's link counts, and their entries'
+            // removals held in this directory's blocks, become durable
+            // first: once the directory is gone on the device, e2fsck does
+            // not read its blocks, and a child whose count drop was lost
+            // would be an inode without an entry.
+            if self.fs.has_unordered() {
+                self.fs.flush_pending()?;
             }
             // Empty check and the link count to 0 together, then the entry
             // (a crash in between leaves an entry naming an unlinked

@@ -322,3 +322,49 @@ fn unlinked_blocks_are_not_reused_before_the_unlink_is_durable() {
         }
     }
 }
+
+/// rm -rf of a directory: its files' unlinks write nothing synchronously,
+/// so rmdir first makes their link count drops (and the entries' removals
+/// held in its blocks) durable. A power cut right after the rmdir's own
+/// synchronous writes then leaves nothing e2fsck -p cannot repair (without
+/// that, the files' inodes, in other inode table blocks than the
+/// directory's, kept their links with no entry left on the device).
+#[test]
+fn power_cut_right_after_rm_rf() {
+    for bs in [1024u32, 4096] {
+        let t = TempDir::new("rmrf");
+        let img = t.path().join("base");
+        mkimage(&img, None, 4 * 1024, bs, &[]);
+        let mem = Arc::new(MemDevice::from_vec(std::fs::read(&img).unwrap()));
+        let fault = Arc::new(FaultDevice::new(mem.clone()));
+        let dev: Arc<dyn BlockDevice> = fault.clone();
+        let mp = fs_ext2::EXT2FS.mount(Some(dev), &MountArgs::parse("rw")).unwrap();
+        let c = cred();
+        let root = mp.root().unwrap();
+        let d = root.mkdir(b"d", 0o755, &c).unwrap();
+        for i in 0..60u32 {
+            let f = d.create(format!("f{i}").as_bytes(), 0o644, &c).unwrap();
+            f.write(&pattern(3000, i), 0, 0, &c).unwrap();
+        }
+        mp.sync(true).unwrap();
+        for i in 0..60u32 {
+            d.remove(format!("f{i}").as_bytes(), &c).unwrap();
+        }
+        drop(d);
+        root.rmdir(b"d", &c).unwrap();
+        fault.stop_persisting_after(fault.writes());
+        drop(root);
+        drop(mp);
+        let path = t.path().join("cut");
+        std::fs::write(&path, mem.snapshot()).unwrap();
+        let out = run(std::process::Command::new("e2fsck").arg("-fp").arg(&path));
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            code == 0 || code == 1,
+            "{bs}: e2fsck -p exit {code}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let (code, out) = e2fsck(&path);
+        assert_eq!(code, 0, "{bs}: still unclean after preen:\n{out}");
+    }
+}
