@@ -275,6 +275,38 @@ fn cuts(bs: u32, workload: fn(&Arc<rumpkern::Mount>, &FaultDevice) -> Synced) {
     );
 }
 
+/// A fresh image of `size_kb` KiB with `bs`-byte blocks, mounted
+/// read-write through a fault-injecting device over memory.
+fn fault_mount(t: &TempDir, size_kb: u64, bs: u32) -> (Arc<MemDevice>, Arc<FaultDevice>, Arc<rumpkern::Mount>) {
+    let img = t.path().join("base");
+    mkimage(&img, None, size_kb, bs, &[]);
+    let mem = Arc::new(MemDevice::from_vec(std::fs::read(&img).unwrap()));
+    let fault = Arc::new(FaultDevice::new(mem.clone()));
+    let dev: Arc<dyn BlockDevice> = fault.clone();
+    let mp = fs_ext2::EXT2FS.mount(Some(dev), &MountArgs::parse("rw")).unwrap();
+    (mem, fault, mp)
+}
+
+/// The power cut now: what reached the device stays, nothing more; the
+/// mount is dropped without unmounting. `e2fsck -p` must repair the
+/// image without questions; returns its path.
+fn cut_now(t: &TempDir, mem: &MemDevice, fault: &FaultDevice, mp: Arc<rumpkern::Mount>, what: &str) -> std::path::PathBuf {
+    fault.stop_persisting_after(fault.writes());
+    drop(mp);
+    let path = t.path().join("cut");
+    std::fs::write(&path, mem.snapshot()).unwrap();
+    let out = run(std::process::Command::new("e2fsck").arg("-fp").arg(&path));
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "{what}: e2fsck -p exit {code}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (code, out) = e2fsck(&path);
+    assert_eq!(code, 0, "{what}: still unclean after preen:\n{out}");
+    path
+}
+
 /// An unlinked file's blocks are not reused before its unlink is durable
 /// (the link count drop is a plain delayed write, `Ext2Fs::defer_free`): a
 /// power cut right after another file's data went to the device (a large
@@ -284,12 +316,7 @@ fn cuts(bs: u32, workload: fn(&Arc<rumpkern::Mount>, &FaultDevice) -> Synced) {
 fn unlinked_blocks_are_not_reused_before_the_unlink_is_durable() {
     for bs in [1024u32, 4096] {
         let t = TempDir::new("reuse");
-        let img = t.path().join("base");
-        mkimage(&img, None, 2 * 1024, bs, &[]);
-        let mem = Arc::new(MemDevice::from_vec(std::fs::read(&img).unwrap()));
-        let fault = Arc::new(FaultDevice::new(mem.clone()));
-        let dev: Arc<dyn BlockDevice> = fault.clone();
-        let mp = fs_ext2::EXT2FS.mount(Some(dev), &MountArgs::parse("rw")).unwrap();
+        let (mem, fault, mp) = fault_mount(&t, 2 * 1024, bs);
         let c = cred();
         let root = mp.root().unwrap();
         let old = pattern(1 << 20, 1);
@@ -302,19 +329,8 @@ fn unlinked_blocks_are_not_reused_before_the_unlink_is_durable() {
         let new = pattern(1 << 20, 2);
         let f = root.create(b"new", 0o644, &c).unwrap();
         let _ = f.write(&new, 0, 0, &c);
-        // The cut: what reached the device so far stays, nothing more.
-        fault.stop_persisting_after(fault.writes());
         drop((f, root));
-        drop(mp);
-        let path = t.path().join("cut");
-        std::fs::write(&path, mem.snapshot()).unwrap();
-        let out = run(std::process::Command::new("e2fsck").arg("-fp").arg(&path));
-        let code = out.status.code().unwrap_or(-1);
-        assert!(
-            code == 0 || code == 1,
-            "{bs}: e2fsck -p exit {code}:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let path = cut_now(&t, &mem, &fault, mp, &format!("{bs}"));
         let mp = mount_img(&path, "ro").unwrap();
         let root = mp.root().unwrap();
         if let Ok(f) = root.lookup(b"old", &cred()) {
@@ -333,12 +349,7 @@ fn unlinked_blocks_are_not_reused_before_the_unlink_is_durable() {
 fn power_cut_right_after_rm_rf() {
     for bs in [1024u32, 4096] {
         let t = TempDir::new("rmrf");
-        let img = t.path().join("base");
-        mkimage(&img, None, 4 * 1024, bs, &[]);
-        let mem = Arc::new(MemDevice::from_vec(std::fs::read(&img).unwrap()));
-        let fault = Arc::new(FaultDevice::new(mem.clone()));
-        let dev: Arc<dyn BlockDevice> = fault.clone();
-        let mp = fs_ext2::EXT2FS.mount(Some(dev), &MountArgs::parse("rw")).unwrap();
+        let (mem, fault, mp) = fault_mount(&t, 4 * 1024, bs);
         let c = cred();
         let root = mp.root().unwrap();
         let d = root.mkdir(b"d", 0o755, &c).unwrap();
@@ -352,19 +363,7 @@ fn power_cut_right_after_rm_rf() {
         }
         drop(d);
         root.rmdir(b"d", &c).unwrap();
-        fault.stop_persisting_after(fault.writes());
         drop(root);
-        drop(mp);
-        let path = t.path().join("cut");
-        std::fs::write(&path, mem.snapshot()).unwrap();
-        let out = run(std::process::Command::new("e2fsck").arg("-fp").arg(&path));
-        let code = out.status.code().unwrap_or(-1);
-        assert!(
-            code == 0 || code == 1,
-            "{bs}: e2fsck -p exit {code}:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let (code, out) = e2fsck(&path);
-        assert_eq!(code, 0, "{bs}: still unclean after preen:\n{out}");
+        cut_now(&t, &mem, &fault, mp, &format!("{bs}"));
     }
 }
