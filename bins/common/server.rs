@@ -145,37 +145,15 @@ pub fn check_mountpoint(prog: &str, mp: &Path) -> Result<PathBuf, String> {
     Ok(canon)
 }
 
-/// Check that /dev/fuse exists and that we can use it: open it, or, as an
-/// ordinary user where it is root's alone (mode 0600), have the setuid
-/// `fusermount3` that opens it for us.
+/// Check that /dev/fuse exists and can be opened.
 pub fn check_dev_fuse(prog: &str) -> Result<(), String> {
     match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             Err(format!("{prog}: /dev/fuse does not exist: the FUSE kernel module is not loaded (modprobe fuse)"))
         }
-        // SAFETY: geteuid has no preconditions.
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && unsafe { libc::geteuid() } != 0 => {
-            if in_path("fusermount3") {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{prog}: cannot open /dev/fuse ({e}) and fusermount3 is not installed: ordinary users mount through it (install fuse3)"
-                ))
-            }
-        }
         Err(e) => Err(format!("{prog}: cannot open /dev/fuse: {e}")),
     }
-}
-
-/// Is there an executable `name` in $PATH?
-fn in_path(name: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| {
-            std::fs::metadata(d.join(name)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
 }
 
 fn errno_text(e: Errno) -> String {

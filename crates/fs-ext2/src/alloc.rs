@@ -81,11 +81,16 @@ fn is_group_meta(fs: &Ext2Fs, m: &Meta, g: u32, b: u64) -> bool {
 /// `resv`: the caller may use the blocks reserved for root
 /// (`s_r_blocks_count`, see [`may_use_reserved`]).
 pub(crate) fn alloc_block(fs: &Ext2Fs, goal: u64, resv: bool) -> KResult<u64> {
-    match alloc_block_once(fs, goal, resv) {
-        // Space freed by unlinks waits for the next ordering point.
+    retry_after_frees(fs, || alloc_block_once(fs, goal, resv))
+}
+
+/// `alloc` again after ENOSPC if unlinks freed space that waits for the
+/// next ordering point ([`Ext2Fs::defer_free`]): run that point first.
+fn retry_after_frees<T>(fs: &Ext2Fs, alloc: impl Fn() -> KResult<T>) -> KResult<T> {
+    match alloc() {
         Err(Errno::ENOSPC) if fs.has_deferred_frees() => {
             fs.flush_pending()?;
-            alloc_block_once(fs, goal, resv)
+            alloc()
         }
         r => r,
     }
@@ -239,13 +244,7 @@ fn dirpref(fs: &Ext2Fs, m: &Meta) -> u32 {
 /// Allocate an inode for a new file in the directory `parent` (a
 /// directory when `is_dir`). Errors: ENOSPC, EIO.
 pub(crate) fn alloc_inode(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32> {
-    match alloc_inode_once(fs, parent, is_dir) {
-        Err(Errno::ENOSPC) if fs.has_deferred_frees() => {
-            fs.flush_pending()?;
-            alloc_inode_once(fs, parent, is_dir)
-        }
-        r => r,
-    }
+    retry_after_frees(fs, || alloc_inode_once(fs, parent, is_dir))
 }
 
 fn alloc_inode_once(fs: &Ext2Fs, parent: u32, is_dir: bool) -> KResult<u32> {

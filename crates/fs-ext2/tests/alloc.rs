@@ -121,7 +121,9 @@ fn full_file_system() {
         assert!(made < 100);
     }
     assert_eq!(mp.statvfs().unwrap().ffree, 0);
-    // Free everything again.
+    // Free everything again (after a sync, so that the unlinks write
+    // nothing synchronously and their frees wait for an ordering point).
+    mp.sync(true).unwrap();
     drop(f);
     root.remove(b"filler", &c).unwrap();
     for i in 0..made {
@@ -133,6 +135,17 @@ fn full_file_system() {
         (before.bfree, before.ffree),
         "everything freed"
     );
+    // And usable at once: the unlinked files' blocks wait for the next
+    // ordering point, which an allocation that needs them runs.
+    let g = root.create(b"again", 0o644, &c).unwrap();
+    let mut done = 0u64;
+    while done < off {
+        let k = (off - done).min(chunk.len() as u64) as usize;
+        assert_eq!(g.write(&chunk[..k], done, 0, &c), Ok(k), "refilling the freed space at {done}");
+        done += k as u64;
+    }
+    drop(g);
+    root.remove(b"again", &c).unwrap();
     root.mkdir(b"now", 0o755, &c).unwrap();
     drop(root);
     mp.unmount(false).unwrap();
